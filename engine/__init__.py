@@ -1,0 +1,1 @@
+"""How decisions are made and explained: rulebooks, evaluators, resolution, recommend()."""

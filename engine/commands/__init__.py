@@ -1,0 +1,1 @@
+"""One module per `engine` verb; each defines add_parser(subparsers) and sets func=run."""
