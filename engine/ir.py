@@ -1,0 +1,152 @@
+"""Engine-neutral rule representation (IR): what both evaluators match and the resolver reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+# Layers in fallback-chain order, lowest salience band first. Salience = band + priority.
+LAYERS: tuple[str, ...] = ("recipe-default", "family", "archetype", "model-overlay", "local", "user")
+LAYER_BAND: Mapping[str, int] = MappingProxyType({name: 1000 * (i + 1) for i, name in enumerate(LAYERS)})
+PRIORITY_MAX = 999  # priority inside a layer: 0..999
+SALIENCE_MAX = 65534  # durable-rules stores pri as uint16; 65535 is reserved for the end-marker rule
+
+Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "exists", "missing", "contains"]
+OPS: tuple[str, ...] = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "exists", "missing", "contains")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one context attribute.
+
+    Semantics (shared by every evaluator; the Python evaluator is the reference):
+    - a missing attribute makes every op false except `missing`;
+    - `in` / `not_in` take a tuple of scalars; `contains` tests membership in a set-valued attribute
+      (e.g. `backends`); the archetype attribute is set-valued too (exact id + back-off ids);
+    - ordering ops compare numbers only (bools and strings never order).
+    """
+
+    attr: str
+    op: Op
+    value: Any = None
+
+    def describe(self) -> str:
+        sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+               "in": "in", "not_in": "not in", "contains": "contains"}
+        if self.op in ("exists", "missing"):
+            return f"{self.attr} {self.op}"
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return f"{self.attr} {sym[self.op]} {value!r}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The benchmark data behind a rule; `none=True` means written from first principles."""
+
+    none: bool = False
+    n: int | None = None
+    metric: str | None = None  # e.g. "tg128", "pp512", "chat-score"
+    median_tps: float | None = None
+    spread: float | None = None  # relative (MAD / median)
+    runner_up: Mapping[str, Any] | None = None  # {"value": ..., "median_tps": ..., "n": ...}
+    sources: tuple[str, ...] = ()
+    builds: str | None = None
+    dates: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule. `index` is the global definition order (ties in salience keep it)."""
+
+    id: str
+    description: str
+    layer: str
+    priority: int
+    when: tuple[Condition, ...]
+    set: Mapping[str, Any]
+    source: str  # "rulebook/defaults/llamacpp.yaml:12"
+    index: int = 0
+    evidence: Evidence | None = None
+    salience: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "salience", LAYER_BAND[self.layer] + self.priority)
+        if not isinstance(self.set, MappingProxyType):
+            object.__setattr__(self, "set", MappingProxyType(dict(self.set)))
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    """A validated set of rules; `digest` names it (sha256 of the canonical content)."""
+
+    rules: tuple[Rule, ...]
+    digest: str
+    root: str = "rulebook"
+    files: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"rulebook@{self.digest[:12]}"
+
+
+def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
+    """Reference semantics of one condition on a flat context."""
+    if cond.op == "missing":
+        return cond.attr not in context
+    if cond.attr not in context:
+        return False
+    got = context[cond.attr]
+    if cond.op == "exists":
+        return True
+    if isinstance(got, (frozenset, set, tuple, list)):  # set-valued attribute (archetype, backends)
+        if cond.op in ("eq", "contains"):
+            return cond.value in got
+        if cond.op == "in":
+            return any(v in got for v in cond.value)
+        if cond.op == "ne":
+            return cond.value not in got
+        if cond.op == "not_in":
+            return not any(v in got for v in cond.value)
+        return False
+    if cond.op == "eq":
+        return _same(got, cond.value)
+    if cond.op == "ne":
+        return not _same(got, cond.value)
+    if cond.op == "in":
+        return any(_same(got, v) for v in cond.value)
+    if cond.op == "not_in":
+        return not any(_same(got, v) for v in cond.value)
+    if cond.op == "contains":
+        return False
+    if not _is_number(got) or not _is_number(cond.value):
+        return False
+    return {"lt": got < cond.value, "le": got <= cond.value,
+            "gt": got > cond.value, "ge": got >= cond.value}[cond.op]
+
+
+def matches(rule: Rule, context: Mapping[str, Any]) -> bool:
+    return all(holds(c, context) for c in rule.when)
+
+
+def first_failure(rule: Rule, context: Mapping[str, Any]) -> Condition | None:
+    """The first condition of `rule` that does not hold (for explain's why-not), or None."""
+    for cond in rule.when:
+        if not holds(cond, context):
+            return cond
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality without bool/number or str/number coercion (True != 1, "24" != 24)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
