@@ -94,6 +94,8 @@ class HardwareFacts(Fact):
     # installed/usable backends as "recipe:backend" (e.g. "llamacpp:vulkan"), from Lemonade's recipes
     # section or detection; empty = unknown (the engine then assumes the recipe's platform defaults)
     backends: tuple[str, ...] = ()
+    installed_backends: tuple[str, ...] = ()  # subset of `backends` already installed ("llamacpp:rocm")
+    default_backends: dict[str, str] = Field(default_factory=dict)  # recipe -> Lemonade's default_backend
     source: str = "detect"  # "detect" | "system-info:<file>" | "llama-devices:<file>" | ...
     absent: tuple[Absent, ...] = ()
     warnings: tuple[str, ...] = ()
