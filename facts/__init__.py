@@ -1,5 +1,6 @@
 """What the machine and the model are: fact models, detection, document parsers, archetypes."""
 
+from facts.detect import detect
 from facts.errors import FactsError, FactsInputError, ModelFactsError
 from facts.modelclass import model_class, precision, size_class
 from facts.models import (
@@ -27,6 +28,7 @@ __all__ = [
     "ModelFacts",
     "ModelFactsError",
     "OSInfo",
+    "detect",
     "model_class",
     "precision",
     "size_class",

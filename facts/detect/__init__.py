@@ -1,0 +1,69 @@
+"""`detect()`: this machine's hardware facts, dispatched once to a private per-OS probe module."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from facts.models import Absent, HardwareFacts
+
+if TYPE_CHECKING:
+    from facts.detect._probe import Probe
+
+__all__ = ["detect"]
+
+
+def detect(
+    *,
+    root: str | os.PathLike[str] = "/",
+    timeout: float = 3.0,
+    env: Mapping[str, str] | None = None,
+    platform: str | None = None,
+) -> HardwareFacts:
+    """Detect OS, CPU, RAM and GPUs. Never raises for a missing tool, permission error, timeout or
+    unparsable output: that fact stays None and `HardwareFacts.absent` says why.
+
+    `root` points the file probes at another tree (canned /proc and /sys in tests); `env` supplies PATH and
+    the visibility variables (CUDA_VISIBLE_DEVICES, HSA_OVERRIDE_GFX_VERSION); `platform` overrides
+    `sys.platform`. Live APIs (NVML, psutil, sched_getaffinity) are only asked when `root` is "/"."""
+    from facts.detect._probe import Probe
+
+    plat = platform or sys.platform
+    probe = Probe(root, timeout, env)
+    if plat.startswith("linux"):
+        from facts.detect import _linux as probes
+    elif plat == "darwin":
+        from facts.detect import _macos as probes  # type: ignore[no-redef]
+    elif plat in ("win32", "cygwin"):
+        from facts.detect import _windows as probes  # type: ignore[no-redef]
+    else:
+        return HardwareFacts(absent=(Absent(fact="os", reason=f"unsupported platform {plat!r}"),))
+    osinfo, cpu, memory, gpus = probes.collect(probe)
+    gpus = _enrich(gpus, cpu.name, memory.nominal_gb, probe)
+    hw = HardwareFacts(os=osinfo, cpu=cpu, memory=memory, gpus=tuple(gpus), source="detect")
+    backends = _backends(hw, probe)
+    return hw.model_copy(update={"backends": backends, "absent": tuple(probe.absent),
+                                 "warnings": tuple(probe.warnings)})
+
+
+def _enrich(gpus, cpu_name, nominal_gb, probe: Probe):
+    """Fill catalog facts (marketing name, family, bandwidth, ...) into every detected GPU."""
+    try:
+        from facts.catalog import enrich
+    except ImportError as err:
+        probe.miss("gpus[*].marketing_name", f"facts.catalog unavailable: {err}")
+        return gpus
+    return [enrich(g, cpu_name=cpu_name, nominal_ram_gb=nominal_gb) for g in gpus]
+
+
+def _backends(hw: HardwareFacts, probe: Probe) -> tuple[str, ...]:
+    """`recipe:backend` strings from facts.backends.supported_backends(hw), when that module exists."""
+    try:
+        from facts.backends import supported_backends
+    except ImportError as err:
+        probe.miss("backends", f"facts.backends unavailable: {err}")
+        return ()
+    table = supported_backends(hw)
+    return tuple(sorted(f"{recipe}:{b}" for recipe, names in table.items() for b in names))

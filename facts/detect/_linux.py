@@ -1,0 +1,97 @@
+"""Linux probes: os-release, CPU, memory (+cgroup), PCI display devices, AMD sysfs/KFD, NVIDIA."""
+
+from __future__ import annotations
+
+import os
+
+from facts.detect import _amd_sysfs, _cgroup, _cpu, _memory, _nvidia
+from facts.detect._probe import Probe
+from facts.models import CPU, GPU, Memory, OSInfo
+
+VENDORS = {0x1002: "amd", 0x10DE: "nvidia", 0x8086: "intel", 0x5143: "qualcomm"}
+
+
+def os_info(probe: Probe) -> OSInfo:
+    for rel in ("/etc/os-release", "/usr/lib/os-release"):
+        text = probe.read(rel)
+        if text is None:
+            continue
+        fields = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                fields[key.strip()] = value.strip().strip('"')
+        version = fields.get("PRETTY_NAME") or fields.get("VERSION_ID")
+        if version:
+            return OSInfo(name="linux", version=version, provenance={"version": f"{rel} PRETTY_NAME"})
+    probe.miss("os.version", "no readable /etc/os-release or /usr/lib/os-release")
+    return OSInfo(name="linux")
+
+
+def pci_display_devices(probe: Probe) -> list[dict[str, object]]:
+    """PCI devices of class 0x03xxxx (display) or 0x12xxxx (processing accelerator)."""
+    base = "/sys/bus/pci/devices"
+    try:
+        names = sorted(os.listdir(probe.path(base)))
+    except OSError as err:
+        probe.miss("gpus (PCI enumeration)", f"{base}: {err.strerror or err}")
+        return []
+    out = []
+    for addr in names:
+        cls = probe.read_int(f"{base}/{addr}/class")
+        if cls is None or (cls >> 16) not in (0x03, 0x12):
+            continue
+        vendor = probe.read_int(f"{base}/{addr}/vendor")
+        device = probe.read_int(f"{base}/{addr}/device")
+        try:
+            driver = os.path.basename(os.readlink(probe.path(f"{base}/{addr}/driver")))
+        except OSError:
+            driver = None
+        if vendor is not None and device is not None:
+            out.append({"address": addr, "class": cls, "vendor": vendor, "device": device, "driver": driver})
+    return out
+
+
+def _pci_only_gpu(dev: dict[str, object], index: int, why: str) -> GPU:
+    vendor = VENDORS.get(int(dev["vendor"]), "unknown")  # type: ignore[arg-type]
+    pci_id = f"{dev['vendor']:04x}:{dev['device']:04x}"
+    src = f"sysfs /sys/bus/pci/devices/{dev['address']}"
+    return GPU(vendor=vendor, name=f"{vendor.upper() if vendor != 'unknown' else 'PCI'} GPU {pci_id}",  # type: ignore[arg-type]
+               pci_id=pci_id, index=index,
+               provenance={"pci_id": f"{src}/vendor,device", "name": f"synthesised from the PCI id ({why})"})
+
+
+def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
+    """Everything Linux detection knows about the machine under `probe.root`."""
+    osinfo = os_info(probe)
+    cpu = _cpu.linux_cpu(probe)
+    threads, why = _cgroup.usable_threads(probe, cpu.threads)
+    if why and threads is not None and threads != cpu.threads:
+        probe.warn(f"usable CPU threads lowered to {threads} by {why} (the machine has {cpu.threads})")
+        prov = dict(cpu.provenance, threads=f"{why} (lower than the {cpu.threads} CPUs present)")
+        update: dict[str, object] = {"threads": threads, "provenance": prov}
+        if cpu.physical_cores and cpu.physical_cores > threads:
+            update["physical_cores"] = threads
+            prov["physical_cores"] = prov["threads"]
+        cpu = cpu.model_copy(update=update)
+    pci = pci_display_devices(probe)
+    gpus: list[GPU] = []
+    amd = _amd_sysfs.amd_gpus(probe)
+    gpus.extend(amd)
+    nv_pci = [d for d in pci if d["vendor"] == 0x10DE]
+    nv_hint = bool(nv_pci) or probe.path("/proc/driver/nvidia").exists()
+    if nv_hint or probe.which("nvidia-smi"):
+        nv = _nvidia.nvidia_gpus(probe, use_nvml=nv_hint and probe.live)
+        if nv is None and nv_pci:
+            for d in nv_pci:
+                probe.warn(f"NVIDIA GPU {d['address']}: present, not usable (no NVML, no nvidia-smi)")
+            nv = [_pci_only_gpu(d, 0, "NVML and nvidia-smi unavailable") for d in nv_pci]
+        gpus.extend(g.model_copy(update={"index": len(gpus) + i}) for i, g in enumerate(nv or []))
+    amd_addrs = {c["address"] for c in _amd_sysfs.drm_cards(probe)} if amd else set()
+    for d in pci:
+        if d["vendor"] in (0x10DE,) or (d["vendor"] == 0x1002 and (d["address"] in amd_addrs or amd)):
+            continue
+        gpus.append(_pci_only_gpu(d, len(gpus), f"driver {d['driver'] or 'none'}; no memory source"))
+    carve = sum(g.dedicated_bytes or 0 for g in amd if g.integrated)
+    memory = _memory.linux_memory(probe, carve_out_bytes=carve)
+    return osinfo, cpu, memory, gpus

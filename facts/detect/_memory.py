@@ -1,0 +1,80 @@
+"""RAM facts: /proc/meminfo parsing, cgroup limits, nominal (marketed) RAM size, Apple working-set estimate."""
+
+from __future__ import annotations
+
+from facts.detect import _cgroup
+from facts.detect._probe import Probe
+from facts.models import Memory
+
+GIB = 1 << 30
+MARKETED_GB = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """`MemTotal:  24684084 kB` lines → {"MemTotal": bytes, ...}."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        fields = rest.split()
+        if sep and fields and fields[0].isdigit():
+            scale = 1024 if len(fields) > 1 and fields[1].lower() == "kb" else 1
+            out[key.strip()] = int(fields[0]) * scale
+    return out
+
+
+def nominal_gb(total_bytes: int) -> int:
+    """The marketed RAM size a machine with `total_bytes` visible memory was sold with (round up)."""
+    gib = total_bytes / GIB
+    for size in MARKETED_GB:
+        if gib <= size * 1.005:
+            return size
+    return int(-(-gib // 64) * 64)
+
+
+def apple_working_set(memsize: int) -> int:
+    """Estimated Metal recommendedMaxWorkingSetSize from RAM (research/hardware.md §2.4 anchors).
+
+    16 GB → 2/3, 64 GB → 3/4, ≥128 GB → ~84 %; linear in between. Low confidence, marked "estimate"."""
+    gib = memsize / GIB
+    anchors = ((16.0, 2 / 3), (64.0, 0.75), (128.0, 0.84))
+    if gib <= anchors[0][0]:
+        share = anchors[0][1]
+    elif gib >= anchors[-1][0]:
+        share = anchors[-1][1]
+    else:
+        share = anchors[-1][1]
+        for (g0, s0), (g1, s1) in zip(anchors, anchors[1:], strict=False):
+            if g0 <= gib <= g1:
+                share = s0 + (s1 - s0) * (gib - g0) / (g1 - g0)
+                break
+    return int(memsize * share)
+
+
+def linux_memory(probe: Probe, carve_out_bytes: int = 0) -> Memory:
+    """Usable RAM (MemTotal, lowered by a cgroup limit), MemAvailable and the nominal size.
+
+    `carve_out_bytes` (an APU's BIOS VRAM carve-out) is added back for the nominal size only."""
+    prov: dict[str, str] = {}
+    text = probe.read("/proc/meminfo", "memory.total_bytes")
+    info = parse_meminfo(text) if text else {}
+    total = info.get("MemTotal") or None
+    avail = info.get("MemAvailable")
+    if text is not None and total is None:
+        probe.miss("memory.total_bytes", "/proc/meminfo: no MemTotal line")
+    if total:
+        prov["total_bytes"] = "/proc/meminfo MemTotal"
+    if avail is not None:
+        prov["available_bytes"] = "/proc/meminfo MemAvailable"
+    nominal = None
+    if total:
+        nominal = nominal_gb(total + carve_out_bytes)
+        prov["nominal_gb"] = "MemTotal" + (" + GPU carve-out" if carve_out_bytes else "") + \
+            " rounded up to a marketed size"
+    limit, src = _cgroup.memory_limit(probe)
+    if limit is not None and (total is None or limit < total):
+        total = limit
+        prov["total_bytes"] = f"{src} (container limit, lower than MemTotal)"
+        if avail is not None and avail > limit:
+            avail = limit
+            prov["available_bytes"] += f", capped by {src}"
+    return Memory(total_bytes=total, available_bytes=avail, nominal_gb=nominal, provenance=prov)

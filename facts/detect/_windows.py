@@ -1,0 +1,166 @@
+"""Windows probes: display-class registry keys (64-bit qwMemorySize, never AdapterRAM), CPU name, NVML."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping, Sequence
+
+from facts.detect._probe import Probe
+from facts.models import CPU, GPU, Memory, OSInfo
+
+DISPLAY_CLASS = r"SYSTEM\CurrentControlSet\Control\Class\{4d36e968-e325-11ce-bfc1-08002be10318}"
+CPU_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+_VENDORS = {"10de": "nvidia", "1002": "amd", "8086": "intel", "qcom": "qualcomm", "5143": "qualcomm"}
+_WANTED = ("DriverDesc", "MatchingDeviceId", "HardwareInformation.qwMemorySize", "HardwareInformation.MemorySize")
+
+
+def read_display_class() -> list[dict[str, object]]:  # pragma: no cover - needs a Windows registry
+    """The display-class subkeys (`0000`, `0001`, ...) with the values we use. Windows only."""
+    import winreg
+
+    out = []
+    with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, DISPLAY_CLASS) as cls:
+        i = 0
+        while True:
+            try:
+                sub = winreg.EnumKey(cls, i)
+            except OSError:
+                break
+            i += 1
+            if not sub.isdigit():
+                continue
+            entry: dict[str, object] = {"subkey": sub}
+            try:
+                with winreg.OpenKey(cls, sub) as key:
+                    for name in _WANTED:
+                        with contextlib.suppress(OSError):
+                            entry[name] = winreg.QueryValueEx(key, name)[0]
+            except OSError:  # "Properties" and access-denied subkeys
+                continue
+            out.append(entry)
+    return out
+
+
+def read_cpu_name() -> str | None:  # pragma: no cover - needs a Windows registry
+    import winreg
+
+    with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, CPU_KEY) as key:
+        return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip() or None
+
+
+def _qword(value: object) -> int | None:
+    """REG_QWORD (int) or REG_BINARY (little-endian bytes) → int."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (bytes, bytearray)) and value:
+        return int.from_bytes(bytes(value), "little")
+    return None
+
+
+def pci_id_from_matching(matching: str) -> tuple[str, str | None]:
+    """`PCI\\VEN_1002&DEV_15BF&REV_C1` → ("amd", "1002:15bf"); ACPI Qualcomm ids → ("qualcomm", None)."""
+    m = re.search(r"VEN_([0-9A-Za-z]{4})&DEV_([0-9A-Fa-f]{4})", matching)
+    if not m:
+        return "unknown", None
+    ven, dev = m.group(1).lower(), m.group(2).lower()
+    vendor = _VENDORS.get(ven, "unknown")
+    return vendor, (f"{ven}:{dev}" if re.fullmatch(r"[0-9a-f]{4}", ven) else None)
+
+
+def gpus_from_registry(entries: Sequence[Mapping[str, object]]) -> tuple[list[GPU], list[tuple[str, str]]]:
+    """Registry display-class entries → (GPUs, [(fact, reason)] for absent memory sizes).
+
+    Basic display drivers (no VEN_/DEV_ in MatchingDeviceId) are skipped."""
+    gpus: list[GPU] = []
+    missing: list[tuple[str, str]] = []
+    for e in entries:
+        matching = str(e.get("MatchingDeviceId") or "")
+        vendor, pci_id = pci_id_from_matching(matching)
+        desc = str(e.get("DriverDesc") or "").strip()
+        if vendor == "unknown" or not desc:
+            continue
+        key = f"HKLM\\{DISPLAY_CLASS}\\{e.get('subkey', '?')}"
+        prov = {"name": f"registry {key} DriverDesc"}
+        fields: dict[str, object] = {}
+        if pci_id:
+            fields["pci_id"] = pci_id
+            prov["pci_id"] = f"registry {key} MatchingDeviceId"
+        qw = _qword(e.get("HardwareInformation.qwMemorySize"))
+        idx = len(gpus)
+        if qw:
+            fields["dedicated_bytes"] = qw
+            prov["dedicated_bytes"] = f"registry {key} HardwareInformation.qwMemorySize"
+        elif _qword(e.get("HardwareInformation.MemorySize")):
+            missing.append((f"gpus[{idx}].dedicated_bytes",
+                            "only the 32-bit HardwareInformation.MemorySize is written (can be capped/wrong); "
+                            "not used"))
+        else:
+            missing.append((f"gpus[{idx}].dedicated_bytes", f"no HardwareInformation.qwMemorySize under {key}"))
+        gpus.append(GPU(vendor=vendor, name=desc, index=idx, provenance=prov, **fields))  # type: ignore[arg-type]
+    return gpus, missing
+
+
+def merge_nvml(registry: list[GPU], nvml: list[GPU]) -> list[GPU]:
+    """NVML GPUs replace registry NVIDIA entries, paired by PCI id and then by name (never by position)."""
+    rest = list(registry)
+    for g in nvml:
+        hit = next((r for r in rest if r.vendor == "nvidia" and r.pci_id and r.pci_id == g.pci_id
+                    and r.name == g.name), None)
+        hit = hit or next((r for r in rest if r.vendor == "nvidia" and r.pci_id and r.pci_id == g.pci_id), None)
+        hit = hit or next((r for r in rest if r.vendor == "nvidia" and r.name == g.name), None)
+        if hit is not None:
+            rest.remove(hit)
+    out = list(nvml) + rest
+    return [g.model_copy(update={"index": i}) for i, g in enumerate(out)]
+
+
+def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
+    """Everything Windows detection knows (registry, psutil, NVML)."""
+    import platform as _platform
+
+    osinfo = OSInfo(name="windows", version=_platform.version() if probe.live else None,
+                    provenance={"version": "platform.version()"} if probe.live else {})
+    cpu_prov: dict[str, str] = {}
+    cpu_fields: dict[str, object] = {}
+    try:
+        entries = read_display_class()
+        cpu_name = read_cpu_name()
+    except ImportError:
+        probe.miss("gpus (registry)", "winreg is unavailable (not running on Windows)")
+        entries, cpu_name = [], None
+    except OSError as err:
+        probe.miss("gpus (registry)", f"registry: {err}")
+        entries, cpu_name = [], None
+    if cpu_name:
+        cpu_fields["name"] = cpu_name
+        cpu_prov["name"] = f"registry HKLM\\{CPU_KEY} ProcessorNameString"
+    mem_fields: dict[str, object] = {}
+    mem_prov: dict[str, str] = {}
+    if probe.live:
+        import psutil
+
+        cpu_fields["physical_cores"] = psutil.cpu_count(logical=False)
+        cpu_fields["threads"] = psutil.cpu_count(logical=True)
+        cpu_prov["physical_cores"] = "psutil.cpu_count(logical=False)"
+        cpu_prov["threads"] = "psutil.cpu_count()"
+        vm = psutil.virtual_memory()
+        mem_fields = {"total_bytes": int(vm.total), "available_bytes": int(vm.available)}
+        mem_prov = {"total_bytes": "psutil.virtual_memory().total", "available_bytes": "psutil (live)"}
+        machine = _platform.machine().lower()
+        cpu_fields["arch"] = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64"}.get(machine, "unknown")
+        cpu_prov["arch"] = "platform.machine()"
+    else:
+        probe.miss("memory.total_bytes", "Windows memory is only read live (psutil)")
+    cpu = CPU(provenance=cpu_prov, **cpu_fields)  # type: ignore[arg-type]
+    memory = Memory(provenance=mem_prov, **mem_fields)  # type: ignore[arg-type]
+    gpus, missing = gpus_from_registry(entries)
+    for fact, reason in missing:
+        probe.miss(fact, reason)
+    if probe.live and any(g.vendor == "nvidia" for g in gpus):
+        from facts.detect import _nvidia
+
+        nv = _nvidia.nvidia_gpus(probe, use_nvml=True)
+        if nv:
+            gpus = merge_nvml(gpus, nv)
+    return osinfo, cpu, memory, gpus
