@@ -160,6 +160,11 @@ class ModelFacts(Fact):
     expert_used_count: int | None = Field(default=None, ge=0)
     expert_shared_count: int | None = Field(default=None, ge=0)
     vocab_size: int | None = Field(default=None, gt=0)
+    # llama.cpp memory layout (facts.gguf fills these with llama.cpp's per-architecture semantics)
+    mla: bool = False  # multi-head latent attention (deepseek2 with key_length_mla): K only, no V
+    kv_layers: tuple[bool, ...] = ()  # per layer: owns KV cells (empty = every non-recurrent layer)
+    recurrent_r_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (conv)
+    recurrent_s_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (state)
     layer_bytes: tuple[int, ...] = ()  # weight bytes per block (GGUF tensor infos), when known
     expert_bytes: tuple[int, ...] = ()  # per block: bytes of the *_exps tensors (MoE)
     output_bytes: int | None = Field(default=None, ge=0)  # token embedding + output head + norms

@@ -1,0 +1,205 @@
+"""Model facts from a spec: a Lemonade registry name, a GGUF file or a model-facts JSON file."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from facts.errors import ModelFactsError
+from facts.models import ModelFacts
+
+__all__ = [
+    "fallback_model_facts",
+    "load_registry",
+    "model_facts_from_json",
+    "name_facts",
+    "registry_model_facts",
+    "resolve_model_spec",
+]
+
+REGISTRY_PATH = Path(__file__).resolve().parent / "data" / "server_models.json"
+GIB = 1 << 30
+GB = 10**9  # Lemonade's registry `size` is in GB (decimal)
+
+_QUANT = re.compile(
+    r"(?:^|[-_.:/])((?:UD-)?(?:I?Q\d(?:_[0-9A-Z]+)*|TQ\d_\d|MXFP4(?:_MOE)?|NVFP4|BF16|F16|FP16|F32|FP32))"
+    r"(?=$|[-_.:/])", re.IGNORECASE)
+_PARAMS = re.compile(r"(?:^|[-_ /:])(\d+(?:\.\d+)?)([BbMm])(?=$|[-_ .:/])")
+_ACTIVE = re.compile(r"(?:^|[-_ /:])A(\d+(?:\.\d+)?)B(?=$|[-_ .:/])")
+_EFFECTIVE = re.compile(r"(?:^|[-_ /:])E(\d+(?:\.\d+)?)B(?=$|[-_ .:/])")
+_EXPERTS = re.compile(r"(?:^|[-_ /:])(\d+)E(?=$|[-_ .:/])")
+_MOE_WORD = re.compile(r"(?:^|[-_ /:])MoE(?=$|[-_ .:/])", re.IGNORECASE)
+
+# model-facts JSON: the community-benchmark keys, plus every ModelFacts field
+_JSON_KEYS = {"architecture", "params_b", "active_params_b", "quant", "size_gib"}
+
+
+@lru_cache(maxsize=4)
+def load_registry(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """Lemonade's server_models.json (bundled copy unless `path` is given)."""
+    p = Path(path) if path else REGISTRY_PATH
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelFactsError(str(p), f"cannot read the model registry: {err.strerror or err}") from err
+    except json.JSONDecodeError as err:
+        raise ModelFactsError(f"{p}:{err.lineno}:{err.colno}", f"invalid JSON: {err.msg}") from err
+    if not isinstance(data, dict):
+        raise ModelFactsError(str(p), "the model registry must be a JSON object keyed by model name")
+    return data
+
+
+def name_facts(text: str) -> dict[str, Any]:
+    """Parameter count, active parameters, MoE flag and quant read from a checkpoint or file name.
+
+    "unsloth/Qwen3-30B-A3B-GGUF:Q4_K_M" -> params_b 30, active_params_b 3, is_moe, quant Q4_K_M.
+    """
+    out: dict[str, Any] = {}
+    repo, _, variant = text.partition(":")
+    quants = _QUANT.findall(variant) or _QUANT.findall(repo)
+    if quants:
+        q = quants[-1].upper()
+        out["quant"] = {"FP16": "F16", "FP32": "F32"}.get(q, q)
+    stem = repo.split("/")[-1] + (" " + variant if variant else "")
+    sizes = [float(n) * (1e-3 if unit in "mM" else 1.0) for n, unit in _PARAMS.findall(stem)]
+    active = _ACTIVE.findall(stem)
+    experts = _EXPERTS.findall(stem)
+    effective = _EFFECTIVE.findall(stem)
+    if sizes:
+        out["params_b"] = max(sizes)
+    elif effective:
+        out["params_b"] = float(effective[0])
+    if active:
+        out["active_params_b"] = float(active[0])
+        out["is_moe"] = True
+    elif experts and sizes:  # Llama-4-Scout-17B-16E: 17B active, 16 experts, total unknown
+        out["active_params_b"] = max(sizes)
+        out["is_moe"] = True
+        out.pop("params_b", None)
+    elif _MOE_WORD.search(stem):
+        out["is_moe"] = True
+    return out
+
+
+def _estimated(facts: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(k for k in keys if k in facts)
+
+
+def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
+    """ModelFacts from one server_models.json entry; size-derived and name-derived fields are `estimated`."""
+    src = f"server_models.json:{name}"
+    checkpoints = entry.get("checkpoints") if isinstance(entry.get("checkpoints"), dict) else {}
+    checkpoint = entry.get("checkpoint") or checkpoints.get("main")
+    labels = tuple(str(x) for x in entry.get("labels", ()) if isinstance(x, str))
+    facts: dict[str, Any] = {"name": name, "recipe": str(entry.get("recipe") or "llamacpp"), "labels": labels}
+    if isinstance(checkpoint, str):
+        facts["checkpoint"] = checkpoint
+        facts.update(name_facts(checkpoint))
+    facts.update({k: v for k, v in name_facts(name).items() if k not in facts})
+    size = entry.get("size")
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0 and math.isfinite(size):
+        facts["file_bytes"] = int(round(size * GB))
+    facts["embedding"] = "embeddings" in labels
+    facts["reranker"] = "reranking" in labels
+    provenance = {"*": src}
+    mmproj = entry.get("mmproj") or checkpoints.get("mmproj")
+    if mmproj:
+        provenance["mmproj"] = str(mmproj)
+    if checkpoints.get("draft"):
+        provenance["draft"] = str(checkpoints["draft"])
+    facts["provenance"] = provenance
+    facts["estimated"] = _estimated(facts, ("params_b", "active_params_b", "is_moe", "quant"))
+    try:
+        return ModelFacts(**facts)
+    except ValueError as err:
+        raise ModelFactsError(src, f"registry entry does not give valid model facts: {err}") from err
+
+
+def _lookup(name: str) -> ModelFacts:
+    reg = load_registry()
+    if name in reg:
+        return registry_model_facts(name, reg[name])
+    folded = {k.casefold(): k for k in reg}
+    if name.casefold() in folded:
+        key = folded[name.casefold()]
+        return registry_model_facts(key, reg[key])
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
+    raise ModelFactsError(name, f"not a file and not a model name in Lemonade's registry{hint}")
+
+
+def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
+    """A model-facts JSON file: community-benchmark keys (architecture, params_b, active_params_b, quant,
+    size_gib) and optionally any ModelFacts field. Unknown keys are an error naming the key."""
+    src = os.fspath(path)
+    try:
+        data = json.loads(Path(src).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelFactsError(src, f"cannot read: {err.strerror or err}") from err
+    except json.JSONDecodeError as err:
+        raise ModelFactsError(f"{src}:{err.lineno}:{err.colno}", f"invalid JSON: {err.msg}") from err
+    if not isinstance(data, dict):
+        raise ModelFactsError(src, "a model-facts file must hold one JSON object")
+    allowed = _JSON_KEYS | set(ModelFacts.model_fields)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ModelFactsError(src, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_JSON_KEYS))} "
+                                   "and the ModelFacts fields)")
+    facts = dict(data)
+    size = facts.pop("size_gib", None)
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0:
+            raise ModelFactsError(src, f"size_gib: must be a positive number, got {size!r}")
+        facts.setdefault("file_bytes", int(round(size * GIB)))
+    if "is_moe" not in facts and facts.get("active_params_b") and facts.get("params_b"):
+        facts["is_moe"] = facts["active_params_b"] < facts["params_b"]
+    facts.setdefault("name", Path(src).stem)
+    facts.setdefault("provenance", {"*": f"model-facts:{src}"})
+    try:
+        return ModelFacts(**facts)
+    except ValueError as err:
+        lines = []
+        for e in getattr(err, "errors", lambda: [])():
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            lines.append(f"{loc}: {e.get('msg')}")
+        raise ModelFactsError(src, "; ".join(lines) or str(err)) from err
+
+
+def fallback_model_facts(path_or_name: str, size_bytes: int | None) -> ModelFacts:
+    """Size- and name-based facts for a model whose GGUF header could not be read (all marked estimated)."""
+    stem = Path(path_or_name).name
+    facts: dict[str, Any] = {"name": Path(stem).stem if stem.endswith(".gguf") else stem}
+    facts.update(name_facts(stem))
+    if size_bytes and size_bytes > 0:
+        facts["file_bytes"] = int(size_bytes)
+    facts["estimated"] = _estimated(facts, ("params_b", "active_params_b", "is_moe", "quant", "file_bytes"))
+    facts["provenance"] = {"*": f"fallback:{path_or_name}"}
+    return ModelFacts(**facts)
+
+
+def resolve_model_spec(spec: str) -> ModelFacts:
+    """Model facts for SPEC: a registry name (exact, then case-insensitive), a .gguf file, or a JSON file."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelFactsError(repr(spec), "empty model spec")
+    path = Path(spec)
+    looks_like_path = spec.endswith((".gguf", ".json")) or os.sep in spec or "/" in spec
+    if path.is_file():
+        if spec.lower().endswith(".json"):
+            return model_facts_from_json(path)
+        from facts.gguf import read_model_facts
+
+        return read_model_facts(path)
+    if path.is_dir():
+        raise ModelFactsError(spec, "is a directory; give a .gguf file, a model-facts .json or a model name")
+    reg = load_registry()
+    if spec in reg or spec.casefold() in {k.casefold() for k in reg}:
+        return _lookup(spec)
+    if looks_like_path and not path.exists():
+        raise ModelFactsError(spec, "no such file (and not a model name in Lemonade's registry)")
+    return _lookup(spec)
