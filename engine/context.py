@@ -1,0 +1,107 @@
+"""Facts -> one flat, typed context dict: the only input evaluators see (docs/architecture.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from facts.modelclass import model_class, normalise_quant, precision, size_class
+from facts.models import Archetype, HardwareFacts, ModelFacts
+
+GIB = 2**30
+_ISA_RANK = ("avx512", "avx2", "avx", "neon")
+# keys facts.memory.fit_context may return, with their context types
+_FIT_KEYS: Mapping[str, type] = {
+    "fit_full_offload": bool,
+    "fit_max_ctx": int,
+    "fit_max_gpu_layers": int,
+    "gpu_budget_gib": float,
+}
+
+
+def recipe_backends(hw: HardwareFacts, recipe: str) -> tuple[str, ...]:
+    """Available backends for `recipe`, in Lemonade's preference order where known.
+
+    From HardwareFacts.backends ("recipe:backend") when the source listed any; otherwise the
+    recipe's platform defaults from facts.backends.supported_backends (empty when unknown).
+    """
+    prefix = recipe + ":"
+    listed = tuple(b[len(prefix):] for b in hw.backends if b.startswith(prefix))
+    if listed or hw.backends:
+        return listed
+    try:
+        from facts.backends import supported_backends
+    except ImportError:  # facts.backends not available: backends stay unknown
+        return ()
+    return tuple(supported_backends(hw).get(recipe, ()))
+
+
+def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *, scenario: str,
+                  fit: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One flat dict of str/int/float/bool (set-valued: frozenset); unknown facts are omitted."""
+    ctx: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if value is not None:
+            ctx[key] = value
+
+    if hw.os.name != "unknown":
+        ctx["os"] = hw.os.name
+    # archetype: exact id and every back-off id (a rule's `archetype:` eq matches any of them)
+    ctx["archetype"] = frozenset((archetype.id, *archetype.backoff))
+    ctx["vendor"] = archetype.vendor
+    put("family", archetype.family)
+    put("arch", archetype.arch)
+    ctx["memclass"] = archetype.memclass
+    ctx["unified"] = archetype.memclass == "unified"
+    ctx["mem_bucket_gb"] = int(archetype.bucket_gb)
+    ctx["bw_tier"] = int(archetype.bw_tier)
+    ctx["gpu_count"] = int(archetype.count) if archetype.memclass != "cpu" else 0
+    ctx["confidence"] = archetype.confidence
+
+    cpu = hw.cpu
+    if cpu.arch != "unknown":
+        ctx["cpu_arch"] = cpu.arch
+    if cpu.isa:
+        ctx["cpu_isa"] = next((isa for isa in _ISA_RANK if isa in cpu.isa), "none")
+    put("cpu_physical_cores", cpu.physical_cores)
+    put("cpu_performance_cores", cpu.performance_cores)
+    put("cpu_threads", cpu.threads)
+    if hw.memory.total_bytes is not None:
+        ctx["ram_gb"] = round(hw.memory.total_bytes / GIB, 2)
+
+    recipe = model.recipe
+    backends = recipe_backends(hw, recipe)
+    if backends:
+        ctx["backends"] = frozenset(backends)
+    prefix = recipe + ":"
+    installed = frozenset(b[len(prefix):] for b in hw.installed_backends if b.startswith(prefix))
+    if installed:
+        ctx["installed"] = installed
+    put("lemonade_default", hw.default_backends.get(recipe) or None)
+
+    ctx["recipe"] = recipe
+    put("architecture", model.architecture)
+    put("quant", normalise_quant(model.quant))
+    put("precision", precision(model.quant))
+    put("size_class", size_class(model.params_b))
+    put("model_class", model_class(model))
+    if model.params_b is not None:
+        ctx["params_b"] = float(model.params_b)
+    if model.active_params_b is not None:
+        ctx["active_params_b"] = float(model.active_params_b)
+    if model.file_bytes is not None:
+        ctx["file_gib"] = round(model.file_bytes / GIB, 3)
+    ctx["moe"] = bool(model.is_moe)
+    ctx["embedding"] = bool(model.embedding)
+    ctx["reranker"] = bool(model.reranker)
+    put("trained_ctx", model.trained_ctx)
+
+    for key, kind in _FIT_KEYS.items():
+        value = (fit or {}).get(key)
+        if value is None:
+            continue
+        ctx[key] = kind(value) if kind is not bool else bool(value)
+
+    ctx["scenario"] = scenario
+    return ctx

@@ -1,0 +1,159 @@
+"""Renderings of a Recommendation: Lemonade recipe options, JSON documents, text tables and traces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine.ir import first_failure
+from engine.resolve import Candidate, Decision
+from engine.trace import LEVELS, TraceEvent, filter_events
+
+if TYPE_CHECKING:
+    from engine.recommend import Recommendation
+
+AUTO_CTX = -1  # Lemonade's ctx_size sentinel: "auto" (its own auto_tune decides at load)
+
+# recipe -> (backend option key or None, args option key or None, uses ctx_size) — research/lemonade.md §2.2
+_RECIPE_KEYS: Mapping[str, tuple[str | None, str | None, bool]] = {
+    "llamacpp": ("llamacpp_backend", "llamacpp_args", True),
+    "vllm": ("vllm_backend", "vllm_args", True),
+    "flm": (None, "flm_args", True),
+    "ryzenai-llm": (None, None, True),
+    "whispercpp": ("whispercpp_backend", "whispercpp_args", False),
+    "sd-cpp": ("sd-cpp_backend", "sdcpp_args", False),
+}
+
+
+def recipe_options(recipe: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Lemonade recipe options for resolved values; llama.cpp flags only for recipe llamacpp."""
+    from engine.params import RESERVED_FLAGS, llamacpp_flags
+
+    backend_key, args_key, uses_ctx = _RECIPE_KEYS.get(recipe, (f"{recipe}_backend", None, False))
+    out: dict[str, Any] = {}
+    if backend_key is not None:
+        out[backend_key] = values["backend"]
+    if args_key is not None:
+        flags = llamacpp_flags(values) if recipe == "llamacpp" else []
+        bad = [f for f in flags if f.split("=", 1)[0] in RESERVED_FLAGS]
+        if bad:  # params.llamacpp_flags never emits one; this is the last line of defence
+            raise AssertionError(f"reserved flag(s) rendered: {bad}")
+        out[args_key] = " ".join(flags)
+    if uses_ctx:
+        ctx = values.get("ctx_size", "auto")
+        out["ctx_size"] = ctx if isinstance(ctx, int) else AUTO_CTX
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (tuple, frozenset, set)):
+        return sorted(value) if isinstance(value, (frozenset, set)) else list(value)
+    return value
+
+
+def candidate_dict(c: Candidate) -> dict[str, Any]:
+    return {"rule": c.rule_id, "layer": c.layer, "salience": c.salience, "value": _json_value(c.value),
+            "source": c.source}
+
+
+def decision_dict(d: Decision, *, overridden: bool = True) -> dict[str, Any]:
+    out = {"value": _json_value(d.value), "rule": d.rule_id, "layer": d.layer, "salience": d.salience,
+           "source": d.source}
+    if overridden:
+        out["overridden"] = [candidate_dict(c) for c in d.chain]
+    return out
+
+
+def archetype_dict(rec: Recommendation) -> dict[str, Any]:
+    a = rec.archetype
+    return {"id": a.id, "backoff": list(a.backoff), "confidence": a.confidence}
+
+
+def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
+    """Payload of the `recommendation` JSON envelope."""
+    return {
+        "archetype": archetype_dict(rec),
+        "recipe": rec.recipe,
+        "scenario": rec.scenario,
+        "recipe_options": rec.recipe_options(),
+        "decisions": {p: decision_dict(d) for p, d in rec.decisions.items()},
+        "expected": rec.expected.to_dict() if rec.expected else None,
+        "rulebook": rec.rulebook,
+        "engine": rec.evaluator,
+    }
+
+
+# ---- why-not: rules that did not match, with the first condition that failed -------------------
+
+def why_not(rec: Recommendation) -> list[dict[str, Any]]:
+    """Every rule that did not match, its first failing condition and what the context held.
+
+    A rule that sets `backend` is judged on the phase-1 context (without `backend`), as it was matched.
+    Rules that matched but lost their backend are reported from the trace (`skip` events).
+    """
+    matched = set(rec.matched)
+    phase1 = {k: v for k, v in rec.context.items() if k != "backend"}
+    out: list[dict[str, Any]] = []
+    for rule in sorted(rec.rules, key=lambda r: (-r.salience, r.id)):
+        if rule.id in matched:
+            continue
+        ctx = phase1 if "backend" in rule.set else rec.context
+        cond = first_failure(rule, ctx)
+        entry: dict[str, Any] = {"rule": rule.id, "layer": rule.layer, "salience": rule.salience,
+                                 "source": rule.source, "sets": sorted(rule.set)}
+        if cond is None:
+            entry["failed"] = None
+        else:
+            entry["failed"] = {"attr": cond.attr, "op": cond.op, "want": _json_value(cond.value),
+                               "got": _json_value(ctx[cond.attr]) if cond.attr in ctx else None,
+                               "condition": cond.describe()}
+        out.append(entry)
+    return out
+
+
+def skip_events(rec: Recommendation) -> tuple[TraceEvent, ...]:
+    """why-not as trace events (op `skip`), derived from the recorded context; nothing is re-resolved."""
+    events = []
+    for e in why_not(rec):
+        f = e["failed"]
+        if f is None:
+            msg = "did not match"
+        else:
+            got = "missing" if f["attr"] not in rec.context else repr(f["got"])
+            msg = f"first failed condition: {f['condition']} (context: {got})"
+        events.append(TraceEvent("skip", e["rule"], None, e["salience"], None, e["source"], msg))
+    return tuple(events)
+
+
+def explain_dict(rec: Recommendation, level: str = "decisions") -> dict[str, Any]:
+    """Payload of the `explanation` JSON envelope (research/rules-engine.md §3.4 shape)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown explain level {level!r}; expected one of {', '.join(LEVELS)}")
+    full = level != "decisions"
+    out: dict[str, Any] = {
+        "level": level,
+        "engine": rec.evaluator,
+        "rulebook": rec.rulebook,
+        "rulebook_digest": rec.rulebook_digest,
+        "archetype": archetype_dict(rec),
+        "recipe": rec.recipe,
+        "scenario": rec.scenario,
+        "recipe_options": rec.recipe_options(),
+        "params": {p: decision_dict(d, overridden=full) for p, d in rec.decisions.items()},
+        "expected": rec.expected.to_dict() if rec.expected else None,
+    }
+    if full:
+        out["facts"] = {k: _json_value(v) for k, v in sorted(rec.context.items())}
+        out["matched"] = [e.to_dict() for e in rec.trace if e.op == "match"]
+        out["rejected"] = [e.to_dict() for e in rec.trace if e.op == "reject"]
+        out["notes"] = [e.to_dict() for e in rec.trace if e.op == "note"]
+    if level == "why-not":
+        out["skipped"] = [e.to_dict() for e in rec.trace if e.op == "skip"]
+        out["why_not"] = why_not(rec)
+    return out
+
+
+def events_for(rec: Recommendation, level: str) -> tuple[TraceEvent, ...]:
+    """The trace an explain level shows: recorded events filtered, plus derived `skip`s for why-not."""
+    events = filter_events(rec.trace, level)
+    return events + skip_events(rec) if level == "why-not" else events

@@ -1,0 +1,109 @@
+"""Text renderings of a Recommendation: the `recommend` table and the indented `explain` trace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.render import why_not
+from engine.resolve import Decision
+from engine.trace import LEVELS
+
+if TYPE_CHECKING:
+    from engine.recommend import Recommendation
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + " ".join(map(str, value)) + "]" if value else "[]"
+    if isinstance(value, (frozenset, set)):
+        return "{" + ", ".join(sorted(map(str, value))) + "}"
+    return str(value)
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _options_lines(rec: Recommendation, indent: str) -> list[str]:
+    opts = rec.recipe_options()
+    width = max(len(k) for k in opts) if opts else 0
+    return [f"{indent}{k.ljust(width)}  {v if v != '' else '(empty)'}" for k, v in opts.items()]
+
+
+def _expected_line(rec: Recommendation) -> str:
+    e = rec.expected
+    if e is None:
+        return "expected: no benchmark evidence for this choice"
+    n = f", n={e.n}" if e.n is not None else ""
+    return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}) from rule {e.rule_id}"
+
+
+def recommendation_text(rec: Recommendation) -> str:
+    """archetype, the recipe options, then a compact per-parameter table (value, layer, rule)."""
+    a = rec.archetype
+    lines = [f"archetype: {a.id} (confidence {a.confidence})",
+             f"recipe: {rec.recipe}  scenario: {rec.scenario}", "", "recipe options:"]
+    lines += _options_lines(rec, "  ")
+    lines += ["", "decisions:"]
+    rows = [("parameter", "value", "layer", "rule")]
+    rows += [(p, _fmt(d.value), d.layer, d.rule_id) for p, d in rec.decisions.items()]
+    lines += _table(rows, "  ")
+    lines += ["", _expected_line(rec), f"rulebook: {rec.rulebook}  engine: {rec.evaluator}"]
+    return "\n".join(lines) + "\n"
+
+
+def _decision_lines(d: Decision, full: bool) -> list[str]:
+    lines = [f"  {d.parameter} = {_fmt(d.value)}",
+             f"    from {d.layer} rule {d.rule_id} (salience {d.salience}, {d.source})"]
+    if full and d.chain:
+        lines.append("    overrode:")
+        lines += [f"      {c.rule_id} = {_fmt(c.value)} ({c.layer}, salience {c.salience}, {c.source})"
+                  for c in d.chain]
+    return lines
+
+
+def explain_text(rec: Recommendation, level: str = "decisions") -> str:
+    """The indented explanation; `full` adds matches, overridden candidates and notes; `why-not` adds misses."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown explain level {level!r}; expected one of {', '.join(LEVELS)}")
+    full = level != "decisions"
+    a = rec.archetype
+    lines = [f"explain ({level})",
+             f"  archetype {a.id} (confidence {a.confidence})",
+             f"  recipe {rec.recipe} · scenario {rec.scenario} · {rec.rulebook} · engine {rec.evaluator}",
+             "recipe options"]
+    lines += _options_lines(rec, "  ")
+    lines.append("decisions")
+    for d in rec.decisions.values():
+        lines += _decision_lines(d, full)
+    lines.append(_expected_line(rec))
+    if full:
+        lines.append("context")
+        lines += [f"  {k} = {_fmt(v)}" for k, v in sorted(rec.context.items())]
+        lines.append("matched rules (firing order)")
+        lines += [f"  {e.rule_id} (salience {e.salience}, {e.source})" for e in rec.trace if e.op == "match"]
+        rejected = [e for e in rec.trace if e.op == "reject"]
+        if rejected:
+            lines.append("rejected")
+            lines += [f"  {e.rule_id}: {e.parameter} = {_fmt(e.value)}: {e.message}" for e in rejected]
+        notes = [e for e in rec.trace if e.op == "note"]
+        if notes:
+            lines.append("notes")
+            lines += [f"  {e.rule_id or 'engine'}: {e.message}" for e in notes]
+    if level == "why-not":
+        skipped = [e for e in rec.trace if e.op == "skip"]
+        lines.append("matched but unused")
+        lines += [f"  {e.rule_id}: {e.message}" for e in skipped] or ["  (none)"]
+        lines.append("did not match")
+        misses = why_not(rec)
+        for m in misses:
+            f = m["failed"]
+            reason = "no failing condition in the recorded context" if f is None else (
+                f"{f['condition']} failed (context: "
+                f"{'missing' if f['attr'] not in rec.context else _fmt(f['got'])})")
+            lines.append(f"  {m['rule']} ({m['layer']}, salience {m['salience']}, {m['source']})")
+            lines.append(f"    {reason}")
+        if not misses:
+            lines.append("  (none)")
+    return "\n".join(lines) + "\n"
