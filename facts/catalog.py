@@ -151,8 +151,11 @@ def disambiguate(
     compute_units: int | None = None,
     cpu_brand: str | None = None,
     device_tree_model: str | None = None,
+    used: list[str] | None = None,
 ) -> list[CatalogRow]:
-    """Narrow candidates with each `disambiguate_by` key whose value is known; never narrow to nothing."""
+    """Narrow candidates with each `disambiguate_by` key whose value is known; never narrow to nothing.
+
+    The keys that actually narrowed the set are appended to `used` when given."""
     keys: list[str] = []
     for r in cands:
         keys.extend(k for k in r.disambiguate_by if k not in keys)
@@ -169,11 +172,17 @@ def disambiguate(
             if text:
                 hits = {r.marketing_name for r in _name_hits(text, cands)}
                 narrowed = [r for r in cands if r.marketing_name in hits]
-        cands = narrowed or cands
+        if narrowed and len(narrowed) < len(cands):
+            if used is not None:
+                used.append(key)
+            cands = narrowed
     if len(cands) > 1 and vram_gb is not None:
         # a memory size that only one variant was sold with (e.g. M3 Max 64 GB exists only as 40-core)
         sold = [r for r in cands if any(abs(v - vram_gb) <= v * VRAM_TOLERANCE for v in r.vram_gb)]
-        cands = sold or cands
+        if sold and len(sold) < len(cands):
+            if used is not None:
+                used.append("memory size sold")
+            cands = sold
     return cands
 
 
@@ -244,13 +253,11 @@ def resolve(
             cands = by_name
             how.append(f"name {normalize(name)!r}")
     if len(cands) > 1:
-        before = len(cands)
+        used: list[str] = []
         cands = disambiguate(cands, vram_gb=vram_gb, compute_units=compute_units,
-                             cpu_brand=cpu_brand, device_tree_model=device_tree_model)
-        if len(cands) < before:
-            used = [k for k, v in (("vram", vram_gb), ("compute units", compute_units),
-                                   ("cpu brand", cpu_brand), ("device tree", device_tree_model)) if v]
-            how.append("narrowed by " + "/".join(used))
+                             cpu_brand=cpu_brand, device_tree_model=device_tree_model, used=used)
+        if used:
+            how.append("narrowed by " + ", ".join(k.replace("_", " ") for k in used))
     return cands, ", ".join(how)
 
 

@@ -1,0 +1,279 @@
+"""classify(): hardware facts -> a bounded, stable archetype id, its back-off ids and a confidence."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+from facts.models import GPU, Archetype, HardwareFacts
+
+GIB = 1024**3
+BUCKETS_GB = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+BUCKET_TOLERANCE = 0.03  # a "24 GB" card reporting 23.98 GiB stays in 24
+TIER_EDGES_GBS = (60, 170, 340, 700, 1300, 2500)  # bw0 <60 ... bw6 >=2500, placed in gaps of real devices
+ISA_ORDER = ("avx512", "avx2", "avx", "neon")
+
+_NV_FAMILY = (("sm_6", "pascal"), ("sm_7", "volta"), ("sm_75", "turing"), ("sm_8", "ampere"), ("sm_89", "ada"),
+              ("sm_9", "hopper"), ("sm_10", "blackwell"), ("sm_11", "blackwell"), ("sm_12", "blackwell"))
+_AMD_FAMILY = (("gfx90", "gcn5"), ("gfx908", "cdna1"), ("gfx90a", "cdna2"), ("gfx94", "cdna3"), ("gfx95", "cdna4"),
+               ("gfx101", "rdna1"), ("gfx103", "rdna2"), ("gfx110", "rdna3"), ("gfx115", "rdna3.5"),
+               ("gfx120", "rdna4"))
+_APPLE = re.compile(r"\bApple\s*M(\d+)(?:\s*(Pro|Max|Ultra))?\b", re.IGNORECASE)
+# CPU-only: conservative (slowest common) memory configuration per platform, GB/s
+_CPU_PLATFORMS = (
+    (re.compile(r"\bEPYC\b", re.I), 204.8, "8-channel DDR4-3200 (EPYC, slowest common configuration)"),
+    (re.compile(r"\bThreadripper\b", re.I), 102.4, "4-channel DDR4-3200 (Threadripper)"),
+    (re.compile(r"\bXeon\b", re.I), 140.8, "6-channel DDR4-2933 (Xeon)"),
+    (re.compile(r"\bRyzen\s+\d\s+[789]\d{3}", re.I), 76.8, "dual-channel DDR5-4800 (AM5 desktop)"),
+    (re.compile(r"\bCore\s*Ultra\b", re.I), 89.6, "dual-channel DDR5-5600 (Core Ultra)"),
+)
+_DEFAULT_DDR = (51.2, "dual-channel DDR4-3200 (assumed; the platform is not recognised)")
+
+
+def bucket_gb(gib: float) -> int:
+    """Largest bucket <= gib * 1.03 (never round up); 0 below the smallest bucket."""
+    cap = gib * (1 + BUCKET_TOLERANCE)
+    return max((b for b in BUCKETS_GB if b <= cap), default=0)
+
+
+def bw_tier(gbs: float) -> int:
+    """Bandwidth tier 0..6 for a spec bandwidth in GB/s."""
+    return sum(1 for edge in TIER_EDGES_GBS if gbs >= edge)
+
+
+def family_from_arch(arch: str | None) -> str | None:
+    """Family from a ground-truth id: compute capability (sm_XY) or gfx target; longest prefix wins."""
+    if not arch:
+        return None
+    table = _NV_FAMILY if arch.startswith("sm_") else _AMD_FAMILY if arch.startswith("gfx") else ()
+    hits = [(len(p), fam) for p, fam in table if arch.lower().startswith(p)]
+    return max(hits)[1] if hits else None
+
+
+def apple_chip(name: str) -> tuple[str, str, str] | None:
+    """'Apple M5 Max' -> ('apple-m5', 'apple-m5-max', 'max'); tier 'base' for the plain chip."""
+    m = _APPLE.search(name or "")
+    if not m:
+        return None
+    gen, tier = m.group(1), (m.group(2) or "").lower()
+    family = f"apple-m{gen}"
+    return family, f"{family}-{tier}" if tier else family, tier or "base"
+
+
+def _catalog():
+    from facts import catalog
+
+    return catalog
+
+
+def _unified(g: GPU) -> bool:
+    return bool(g.unified or g.integrated or g.vendor == "apple")
+
+
+def _apple_bandwidth(tier: str) -> float | None:
+    """A newer chip of a known line: minimum over the last two known generations of that tier."""
+    by_gen: dict[int, list[float]] = {}
+    for r in _catalog().rows():
+        chip = apple_chip(r.marketing_name)
+        if r.vendor == "apple" and chip and chip[2] == tier and r.spec_bandwidth_gbs:
+            by_gen.setdefault(int(chip[0][len("apple-m"):]), []).append(r.spec_bandwidth_gbs)
+    gens = sorted(by_gen)[-2:]
+    return min(min(by_gen[g]) for g in gens) if gens else None
+
+
+def _estimate_tier(g: GPU, family: str | None, memclass: str, bucket: int) -> tuple[int, str]:
+    """Conservative tier for a device with no spec bandwidth (research/hardware.md §5)."""
+    rows = [r for r in _catalog().rows() if r.vendor == g.vendor and r.spec_bandwidth_gbs]
+    if g.vendor == "apple":
+        chip = apple_chip(g.name) or apple_chip(g.marketing_name or "")
+        bw = _apple_bandwidth(chip[2]) if chip else None
+        if bw:
+            return bw_tier(bw), f"bandwidth of an unknown Apple chip: {bw:g} GB/s, the lower of the last two known generations"
+    fam_rows = [r for r in rows if family and r.family == family]
+    same = [r for r in fam_rows if ("unified" if r.unified else "discrete") == memclass
+            and any(bucket_gb(v) == bucket for v in r.vram_gb)]
+    if same:
+        tier = int(statistics.median_low(sorted(bw_tier(r.spec_bandwidth_gbs) for r in same)))
+        return tier, f"bandwidth tier estimated: median of {len(same)} {family} {memclass} {bucket} GB parts"
+    if fam_rows:
+        tier = min(bw_tier(r.spec_bandwidth_gbs) for r in fam_rows)
+        return tier, f"bandwidth tier estimated: lowest tier seen in family {family}"
+    kin = [r for r in rows if ("unified" if r.unified else "discrete") == memclass]
+    if kin:
+        tier = min(bw_tier(r.spec_bandwidth_gbs) for r in kin)
+        return tier, f"bandwidth tier estimated: lowest tier of known {g.vendor} {memclass} parts"
+    return 0, "bandwidth unknown: lowest tier assumed"
+
+
+def _memory(hw: HardwareFacts, g: GPU, unified: bool) -> tuple[int, str, bool]:
+    """(bucket, reason, estimated) for one GPU: per-device VRAM, or nominal RAM for unified parts."""
+    row = _catalog().row(g.marketing_name) if g.marketing_name else None
+    if not unified:
+        if g.dedicated_bytes:
+            return bucket_gb(g.dedicated_bytes / GIB), f"VRAM {g.dedicated_bytes / GIB:.2f} GiB", False
+        if row and row.vram_gb:
+            est = min(row.vram_gb)
+            return bucket_gb(est), f"VRAM unknown: {est:g} GB from gpus.csv (smallest variant)", True
+        return 0, "VRAM unknown", True
+    mem = hw.memory
+    if mem.nominal_gb:
+        return bucket_gb(mem.nominal_gb), f"unified: nominal RAM {mem.nominal_gb} GB", False
+    smallest = min(row.vram_gb) if row and row.vram_gb else None
+    if mem.total_bytes:
+        gib = mem.total_bytes / GIB
+        if smallest and gib < smallest * 0.97:
+            return bucket_gb(smallest), (f"unified: usable RAM {gib:.2f} GiB is below every configuration sold; "
+                                         f"smallest configuration {smallest:g} GB assumed"), True
+        from facts.lemonade import nominal_gb
+
+        return bucket_gb(nominal_gb(gib)), f"unified: usable RAM {gib:.2f} GiB rounded up to a marketed size", True
+    pool = ((g.dedicated_bytes or 0) + (g.shared_bytes or 0)) / GIB
+    if pool:
+        from facts.lemonade import nominal_gb
+
+        ratio = 0.75 if g.vendor == "apple" else 1.0  # Metal's working set is ~2/3-3/4 of RAM
+        est = nominal_gb(pool / ratio)
+        return bucket_gb(est), f"unified: RAM estimated {est} GB from the GPU pool {pool:.1f} GiB", True
+    if smallest:
+        return bucket_gb(smallest), f"unified: RAM unknown; smallest configuration sold ({smallest:g} GB) assumed", True
+    return 0, "unified: RAM unknown", True
+
+
+def _ids(vendor: str, family: str | None, arch: str | None, memclass: str, bucket: int, tier: int,
+         count: int) -> tuple[str, ...]:
+    def strip(tok: str | None) -> str | None:
+        return tok[len(vendor) + 1:] if tok and tok.startswith(vendor + "-") else tok
+
+    fam, arc = strip(family) or "unknown", strip(arch)
+    tail = f"{memclass}-{bucket}gb-bw{tier}"
+    if arc and (arc == fam or arc.startswith(fam + "-")):
+        exact = f"{vendor}-{arc}-{tail}"
+    else:
+        exact = "-".join(t for t in (vendor, fam, arc, tail) if t)
+    levels = [exact, f"{vendor}-{fam}-{tail}", f"{vendor}-{tail}", tail]
+    ids = [lv + f"-x{count}" for lv in levels] + levels if count > 1 else levels
+    return tuple(dict.fromkeys(i.lower() for i in ids))
+
+
+def _cpu_only(hw: HardwareFacts, reasons: list[str]) -> Archetype:
+    cpu, mem = hw.cpu, hw.memory
+    arch = cpu.arch if cpu.arch != "unknown" else "unknown"
+    best = next((i for i in ISA_ORDER if i in cpu.isa), None)
+    if best is None and arch == "arm64":
+        best = "neon"  # Advanced SIMD is mandatory on ARMv8-A
+    if best is None:
+        reasons.append("CPU vector extensions unknown: the id carries no ISA level")
+    if mem.nominal_gb:
+        bucket, what = bucket_gb(mem.nominal_gb), f"RAM {mem.nominal_gb} GB nominal"
+    elif mem.total_bytes:
+        bucket, what = bucket_gb(mem.total_bytes / GIB), f"RAM {mem.total_bytes / GIB:.2f} GiB usable"
+    else:
+        bucket, what = 0, "RAM unknown"
+    reasons.append(f"CPU-only: memory bucket from {what}")
+    confidence = "medium"
+    rows = _catalog().match_name(cpu.name) if cpu.name else []
+    rows = [r for r in rows if r.unified and r.spec_bandwidth_gbs]
+    if rows:
+        row = _catalog().conservative(rows)
+        gbs, how = row.spec_bandwidth_gbs, f"the {row.marketing_name} SoC spec (gpus.csv, matched by CPU name)"
+    else:
+        gbs, how = next(((bw, d) for rx, bw, d in _CPU_PLATFORMS if rx.search(cpu.name or "")), _DEFAULT_DDR)
+        confidence = "low" if how == _DEFAULT_DDR[1] else "medium"
+    tier = bw_tier(gbs)
+    reasons.append(f"CPU-only bandwidth is an estimate: {gbs:g} GB/s from {how} -> bw{tier}")
+    isa = f"{arch}-{best}" if best else arch
+    tail = f"{bucket}gb-bw{tier}"
+    ids = tuple(dict.fromkeys((f"cpu-{isa}-{tail}", f"cpu-{arch}-{tail}", f"cpu-{tail}")))
+    return Archetype(id=ids[0], vendor="cpu", memclass="cpu", bucket_gb=bucket, bw_tier=tier, isa=isa,
+                     backoff=ids, confidence=confidence, reasons=tuple(reasons))
+
+
+def _enriched(hw: HardwareFacts) -> list[GPU]:
+    catalog = _catalog()
+    out = []
+    for g in hw.gpus:
+        if g.marketing_name is None or g.bandwidth_gbs is None or g.device_class is None:
+            g = catalog.enrich(g, cpu_name=hw.cpu.name, nominal_ram_gb=hw.memory.nominal_gb)
+        out.append(g)
+    return out
+
+
+def classify(hw: HardwareFacts) -> Archetype:
+    """The archetype of a machine: primary inference GPU group (or CPU-only), memory bucket, bandwidth tier."""
+    reasons: list[str] = []
+    gpus = _enriched(hw)
+    pool = []
+    for i, g in enumerate(gpus):
+        if g.device_class == "display-igpu":
+            reasons.append(f"ignored {g.marketing_name or g.name}: display-only iGPU")
+        else:
+            pool.append(i)
+    discrete = [i for i in pool if not _unified(gpus[i])]
+    if discrete:
+        for i in pool:
+            if i not in discrete:
+                reasons.append(f"ignored {gpus[i].marketing_name or gpus[i].name}: integrated GPU next to a discrete GPU")
+        pool = discrete
+    if not pool:
+        reasons.append("no inference GPU")
+        return _cpu_only(hw, reasons)
+
+    per: dict[int, tuple[int, str, bool, int, str | None, bool, str]] = {}
+    for i in pool:
+        g = gpus[i]
+        unified = _unified(g)
+        memclass = "unified" if unified else "discrete"
+        family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0]
+        bucket, mem_reason, mem_est = _memory(hw, g, unified)
+        if g.bandwidth_gbs:
+            tier, bw_reason, bw_est = bw_tier(g.bandwidth_gbs), f"bandwidth {g.bandwidth_gbs:g} GB/s", False
+        else:
+            tier, bw_reason = _estimate_tier(g, family, memclass, bucket)
+            bw_est = True
+        per[i] = (bucket, mem_reason, mem_est, tier, family, bw_est, bw_reason)
+
+    def key(i: int) -> tuple[str, str, str, int, int, str]:
+        g = gpus[i]
+        return (g.vendor, g.marketing_name or g.name.lower(), g.arch or "", per[i][0], per[i][3],
+                "unified" if _unified(g) else "discrete")
+
+    groups: dict[tuple[str, str, str, int, int, str], list[int]] = {}
+    for i in pool:
+        groups.setdefault(key(i), []).append(i)
+    members = max(groups.values(), key=lambda idx: (len(idx) * per[idx[0]][0], per[idx[0]][3],
+                                                    not _unified(gpus[idx[0]]), -idx[0]))
+    for idx in groups.values():
+        if idx is not members:
+            reasons.append(f"secondary GPU(s) kept out of the id: {gpus[idx[0]].marketing_name or gpus[idx[0]].name}"
+                           + (f" x{len(idx)}" if len(idx) > 1 else ""))
+    first = members[0]
+    g = gpus[first]
+    bucket, mem_reason, mem_est, tier, family, bw_est, bw_reason = per[first]
+    unified = _unified(g)
+    memclass = "unified" if unified else "discrete"
+    arch = g.arch
+    if arch is None and g.vendor == "apple":
+        chip = apple_chip(g.name)
+        arch = chip[1] if chip else None
+    count = len(members)
+    matched = g.marketing_name is not None
+    ambiguous = any("ambiguous" in v for v in g.provenance.values() if v.startswith("gpus.csv:"))
+    label = g.marketing_name or g.name
+    reasons.insert(0, f"primary GPU: {label}" + (f" x{count}" if count > 1 else "")
+                   + (" (gpus.csv)" if matched else " (not in gpus.csv: unknown hardware)"))
+    reasons.append(f"memory bucket {bucket} GB: {mem_reason}")
+    reasons.append(f"bw{tier}: {bw_reason}")
+    if ambiguous:
+        reasons.append("catalog match ambiguous: the lowest-bandwidth variant was assumed")
+    if not family:
+        reasons.append("family unknown")
+    if not matched or bw_est or not family:
+        confidence = "low"
+    elif mem_est or ambiguous:
+        confidence = "medium"
+    else:
+        confidence = "high"
+    ids = _ids(g.vendor, family, arch, memclass, bucket, tier, count)
+    return Archetype(id=ids[0], vendor=g.vendor, family=family, arch=arch, memclass=memclass, bucket_gb=bucket,
+                     bw_tier=tier, count=count, backoff=ids, confidence=confidence, reasons=tuple(reasons),
+                     primary_gpus=tuple(members))
