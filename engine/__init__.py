@@ -1,1 +1,6 @@
 """How decisions are made and explained: rulebooks, evaluators, resolution, recommend()."""
+
+from engine.evaluators import Evaluator as Evaluator  # noqa: E402
+from engine.evaluators import make_evaluator as make_evaluator  # noqa: E402
+from engine.rulebook import RulebookError as RulebookError  # noqa: E402
+from engine.rulebook import load_rulebook as load_rulebook  # noqa: E402

@@ -1,0 +1,146 @@
+"""Context attributes rules may condition on: name -> type and known values (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from engine.errors import EngineError
+from engine.params import BACKENDS, RECIPES
+
+Kind = Literal["str", "int", "float", "bool", "set"]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One context key: its type (`set` = set of strings) and, when closed, its allowed values."""
+
+    name: str
+    kind: Kind
+    values: tuple[str, ...] = ()  # closed vocabulary of a str / set attribute (empty = open)
+
+    def check_value(self, value: Any) -> str | None:
+        """Why `value` cannot be compared with this attribute (None when fine)."""
+        if self.kind in ("str", "set"):
+            if not isinstance(value, str):
+                return f"{self.name} takes strings, got {_tname(value)} {value!r}"
+            if self.values and value not in self.values:
+                return f"{value!r} is not a known {self.name} (one of {', '.join(self.values)})"
+            return None
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"{self.name} takes true/false, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{self.name} takes numbers, got {_tname(value)} {value!r}"
+        if self.kind == "int" and not isinstance(value, int):
+            return f"{self.name} takes integers, got {value!r}"
+        if not math.isfinite(value):
+            return f"{self.name} takes finite numbers, got {value!r}"
+        return None
+
+
+def _tname(value: Any) -> str:
+    return {str: "string", bool: "boolean", int: "integer", float: "number",
+            type(None): "null", list: "list", dict: "mapping"}.get(type(value), type(value).__name__)
+
+
+_A = Attribute
+CONTEXT_ATTRIBUTES: Mapping[str, Attribute] = MappingProxyType({a.name: a for a in (
+    _A("os", "str", ("linux", "windows", "macos")),
+    _A("archetype", "set"),
+    _A("vendor", "str", ("amd", "nvidia", "apple", "intel", "qualcomm", "cpu", "unknown")),
+    _A("family", "str"),
+    _A("arch", "str"),
+    _A("memclass", "str", ("discrete", "unified", "cpu")),
+    _A("unified", "bool"),
+    _A("mem_bucket_gb", "int"),
+    _A("bw_tier", "int"),
+    _A("gpu_count", "int"),
+    _A("confidence", "str", ("high", "medium", "low")),
+    _A("cpu_arch", "str", ("x86_64", "arm64")),
+    _A("cpu_isa", "str", ("avx512", "avx2", "avx", "neon", "none")),
+    _A("cpu_physical_cores", "int"),
+    _A("cpu_performance_cores", "int"),
+    _A("cpu_threads", "int"),
+    _A("ram_gb", "float"),
+    _A("backends", "set", BACKENDS),
+    _A("installed", "set", BACKENDS),  # subset of `backends` already installed
+    _A("lemonade_default", "str", BACKENDS),  # Lemonade's default_backend for the recipe
+    _A("recipe", "str", RECIPES),
+    _A("architecture", "str"),
+    _A("quant", "str"),
+    _A("precision", "str", ("16bit", "quantized")),
+    _A("size_class", "str", ("tiny", "small", "medium", "large", "xlarge", "huge")),
+    _A("model_class", "str"),
+    _A("params_b", "float"),
+    _A("active_params_b", "float"),
+    _A("file_gib", "float"),
+    _A("moe", "bool"),
+    _A("embedding", "bool"),
+    _A("reranker", "bool"),
+    _A("trained_ctx", "int"),
+    _A("fit_full_offload", "bool"),
+    _A("fit_max_ctx", "int"),
+    _A("fit_max_gpu_layers", "int"),
+    _A("gpu_budget_gib", "float"),
+    _A("scenario", "str"),
+    _A("backend", "str", BACKENDS),
+)})
+
+# Operators each attribute kind supports (ordering compares numbers only; `contains` needs a set).
+KIND_OPS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "str": frozenset({"eq", "ne", "in", "not_in", "exists", "missing"}),
+    "bool": frozenset({"eq", "ne", "in", "not_in", "exists", "missing"}),
+    "int": frozenset({"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "exists", "missing"}),
+    "float": frozenset({"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "exists", "missing"}),
+    "set": frozenset({"eq", "ne", "in", "not_in", "contains", "exists", "missing"}),
+})
+
+
+class ContextError(EngineError, ValueError):
+    """A context that is not flat and typed (None, NaN, a string number, an unknown key)."""
+
+
+def validate_context(context: Mapping[str, Any],
+                     attributes: Mapping[str, Attribute] | None = None) -> dict[str, Any]:
+    """Check and normalise one flat, typed context: no None, no NaN/inf, no string numbers.
+
+    Float attributes become float, set attributes become a frozenset of strings (a plain string is
+    the one-element set). Unknown keys and wrong types raise ContextError naming every bad key.
+    """
+    schema = CONTEXT_ATTRIBUTES if attributes is None else attributes
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in context.items():
+        attr = schema.get(key)
+        if attr is None:
+            problems.append(f"{key}: unknown context attribute")
+            continue
+        if value is None:
+            problems.append(f"{key}: None is not allowed (omit unknown facts)")
+            continue
+        if attr.kind == "set":
+            items = (value,) if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in items):
+                problems.append(f"{key}: expected a string or a set of strings, got {value!r}")
+                continue
+            out[key] = frozenset(items)
+            continue
+        if attr.kind == "str":
+            ok = isinstance(value, str)
+        elif attr.kind == "bool":
+            ok = isinstance(value, bool)
+        elif attr.kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            value = float(value) if ok else value
+        if not ok:
+            problems.append(f"{key}: expected {attr.kind}, got {_tname(value)} {value!r}")
+            continue
+        out[key] = value
+    if problems:
+        raise ContextError("invalid context: " + "; ".join(problems))
+    return out

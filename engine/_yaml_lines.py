@@ -1,0 +1,118 @@
+"""Parse one YAML document keeping line:col marks per data path; duplicate keys are errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans (`on`/`off`/`yes`/`no` stay strings) and no timestamps."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+@dataclass
+class Parsed:
+    """The document's data, marks per path ((line, col) 1-based for keys and values) and problems."""
+
+    data: Any = None
+    value_marks: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    problems: list[tuple[tuple[Any, ...], int, int, str, str]] = field(default_factory=list)  # loc, line, col, code, msg
+
+    def mark(self, loc: tuple[Any, ...], prefer_key: bool = False) -> tuple[int, int]:
+        """The best (line, col) for a data path: the deepest known ancestor when the path is absent."""
+        for n in range(len(loc), -1, -1):
+            sub = tuple(loc[:n])
+            if prefer_key and n == len(loc) and sub in self.key_marks:
+                return self.key_marks[sub]
+            if sub in self.value_marks:
+                return self.value_marks[sub]
+        return (1, 1)
+
+
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+def parse(text: str) -> Parsed:
+    """Compose, walk and construct one YAML document; YAML errors become located problems."""
+    out = Parsed()
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            out.problems.append(((), 1, 1, "empty_document", "the file is empty; expected a mapping with 'rules:'"))
+            return out
+        _walk(node, (), out, set())
+        out.data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = _pos(mark) if mark is not None else (1, 1)
+        msg = " ".join(str(p) for p in (err.context, err.problem) if p)
+        out.problems.append(((), line, col, "yaml_syntax", msg or "invalid YAML"))
+    except yaml.YAMLError as err:
+        out.problems.append(((), 1, 1, "yaml_syntax", str(err)))
+    except RecursionError:
+        out.problems.append(((), 1, 1, "yaml_too_deep", "the YAML nesting is too deep"))
+    except (ValueError, TypeError, OverflowError) as err:  # odd scalars PyYAML fails to construct
+        out.problems.append(((), 1, 1, "yaml_value", f"cannot read a YAML value: {err}"))
+    finally:
+        loader.dispose()
+    return out
+
+
+def _key_id(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return (node.tag, node.value)
+    return ("<complex>", id(node))
+
+
+def _key_value(node: yaml.Node) -> Any:
+    """The path component for a scalar key (its constructed-like value; ints stay ints)."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == "tag:yaml.org,2002:int":
+            try:
+                return int(node.value.replace("_", ""), 0)
+            except ValueError:
+                return node.value
+        return node.value
+    return None
+
+
+def _walk(node: yaml.Node, path: tuple[Any, ...], out: Parsed, active: set[int]) -> None:
+    if id(node) in active:  # an alias cycle: the data is recursive, the schema reports it
+        return
+    active.add(id(node))
+    out.value_marks.setdefault(path, _pos(node.start_mark))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, tuple[int, int]] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _walk(value_node, path, out, active)
+                continue
+            kid, kpos = _key_id(key_node), _pos(key_node.start_mark)
+            sub = (*path, _key_value(key_node))
+            if kid in seen:
+                first = seen[kid]
+                out.problems.append((sub, *kpos, "duplicate_key",
+                                     f"duplicate key {key_node.value!r} (first at line {first[0]})"))
+                continue
+            seen[kid] = kpos
+            out.key_marks.setdefault(sub, kpos)
+            _walk(value_node, sub, out, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), out, active)
+    active.discard(id(node))
+

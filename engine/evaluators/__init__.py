@@ -1,0 +1,89 @@
+"""Evaluators: which rules of a rulebook match a context, in firing order (durable-rules or Python)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from engine import ir
+from engine._attributes import CONTEXT_ATTRIBUTES, ContextError, validate_context
+from engine.errors import EngineError, UsageError
+
+ENGINE_ENV = "LEMONADE_AUTOTUNE_ENGINE"
+ENGINES = ("durable", "python")
+
+__all__ = ["ENGINES", "ENGINE_ENV", "ContextError", "EngineUnavailable", "Evaluator", "PythonEvaluator",
+           "durable_available", "firing_order", "make_evaluator", "validate_context", "CONTEXT_ATTRIBUTES"]
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Matches one flat, typed context against a rulebook.
+
+    `match` validates the context (ContextError on None, NaN, string numbers, unknown keys) and returns
+    the matching rules sorted by (salience, index): ascending, so the last writer per parameter wins.
+    """
+
+    name: str
+    rulebook: ir.Rulebook
+
+    def match(self, context: Mapping[str, Any]) -> tuple[ir.Rule, ...]: ...
+
+
+class EngineUnavailable(EngineError, RuntimeError):
+    """The requested evaluator cannot run here (durable-rules not importable)."""
+
+
+def firing_order(rule: ir.Rule) -> tuple[int, int]:
+    return (rule.salience, rule.index)
+
+
+def durable_available() -> bool:
+    """True when durable-rules imports (it does not on Python >= 3.13)."""
+    import importlib.util
+
+    if importlib.util.find_spec("engine.evaluators.durable") is None:  # adapter not written yet
+        return False
+    try:
+        import durable.engine  # noqa: F401
+        import durable_rules_engine  # noqa: F401
+    except Exception:  # ImportError, or an undefined symbol surfacing as another error
+        return False
+    return True
+
+
+def make_evaluator(rulebook: ir.Rulebook, engine: str | None = None) -> Evaluator:
+    """An evaluator for `rulebook`: `engine` or $LEMONADE_AUTOTUNE_ENGINE (`durable` | `python`).
+
+    Unset: durable when importable (Python < 3.13), else python. Naming `durable` where it cannot
+    import raises EngineUnavailable; an unknown name raises UsageError.
+    """
+    choice = engine or os.environ.get(ENGINE_ENV) or None
+    if choice is not None and choice not in ENGINES:
+        raise UsageError(f"unknown rule engine {choice!r} (one of {', '.join(ENGINES)}; from "
+                         f"{'the engine argument' if engine else ENGINE_ENV})")
+    if choice is None:
+        choice = "durable" if durable_available() else "python"
+    if choice == "python":
+        from engine.evaluators.python import PythonEvaluator as _Py
+
+        return _Py(rulebook)
+    if not durable_available():
+        raise EngineUnavailable("durable-rules cannot be imported here (it supports Python <= 3.12); "
+                                f"use the python engine ({ENGINE_ENV}=python)")
+    from engine.evaluators.durable import DurableEvaluator
+
+    return DurableEvaluator(rulebook)
+
+
+def __getattr__(name: str) -> Any:  # lazy re-exports: keep `import engine.evaluators` light
+    if name == "PythonEvaluator":
+        from engine.evaluators.python import PythonEvaluator
+
+        return PythonEvaluator
+    if name == "DurableEvaluator":
+        from engine.evaluators.durable import DurableEvaluator
+
+        return DurableEvaluator
+    raise AttributeError(name)

@@ -1,0 +1,376 @@
+"""Load YAML rulebooks: schema, located errors (`file:line:col field.path: message [code]`), digest."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine import ir
+from engine._attributes import CONTEXT_ATTRIBUTES, KIND_OPS, Attribute
+from engine._yaml_lines import Parsed, parse
+from engine.errors import EngineError
+from engine.params import RECIPE_BACKENDS, ParamValues, extra_args_problems
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+def bundled_root() -> Path:
+    """The rulebook shipped with the package: the repo's top-level `rulebook/` directory."""
+    import engine
+
+    return Path(engine.__file__).resolve().parent.parent / "rulebook"
+
+
+@dataclass(frozen=True)
+class LocatedError:
+    """One problem in a rulebook file, with where it is and a pydantic-style code."""
+
+    path: str  # file as given / relative to the working directory
+    line: int
+    col: int
+    loc: str  # field path, e.g. "rules[2].set.ctx_size" ("" for the whole document)
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" {self.loc}:" if self.loc else ""
+        return f"{self.path}:{self.line}:{self.col}{where} {self.message} [{self.code}]"
+
+
+class RulebookError(EngineError, ValueError):
+    """A rulebook with errors; `.errors` lists every LocatedError. Nothing from it is activated."""
+
+    def __init__(self, errors: Iterable[LocatedError]) -> None:
+        self.errors: list[LocatedError] = list(errors)
+        n = len(self.errors)
+        lines = "\n".join(str(e) for e in self.errors)
+        super().__init__(f"rulebook has {n} error{'s' if n != 1 else ''}:\n{lines}")
+
+
+class RulebookReadError(RulebookError):
+    """A rulebook root or file that cannot be read at all (missing, permission denied)."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+class _RunnerUp(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: Any = None
+    median_tps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    n: Annotated[int, Field(ge=0)] | None = None
+
+
+class _Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    n: Annotated[int, Field(ge=0)] | None = None
+    metric: str | None = None
+    median_tps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    spread: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    runner_up: _RunnerUp | None = None
+    sources: list[str] = []
+    builds: str | None = None
+    dates: str | None = None
+    note: str | None = None
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+    description: Annotated[str, Field(min_length=1)]
+    layer: Literal[ir.LAYERS]  # type: ignore[valid-type]
+    priority: Annotated[int, Field(ge=0, le=ir.PRIORITY_MAX)] = 0
+    when: dict[str, Any] | None = None
+    set: ParamValues  # type: ignore[valid-type]
+    evidence: _Evidence | Literal["none"] | None = None
+
+    @field_validator("set", mode="before")
+    @classmethod
+    def _non_empty(cls, v: Any) -> Any:
+        if isinstance(v, dict) and not v:
+            raise ValueError("a rule must set at least one parameter")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def _display(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise RulebookReadError([LocatedError(_display(root), 1, 1, "", "not_found",
+                                              "rulebook directory or file does not exist")])
+    return sorted(p for p in root.rglob("*.yaml") if p.is_file())
+
+
+def _loc_str(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def load_rulebook(*roots: str | Path) -> ir.Rulebook:
+    """Load and validate every `*.yaml` under the roots (default: the bundled rulebook).
+
+    Raises RulebookError listing every problem at once (RulebookReadError for unreadable input).
+    """
+    root_paths = [Path(r) for r in roots] or [bundled_root()]
+    errors: list[LocatedError] = []
+    rules: list[ir.Rule] = []
+    labels: list[str] = []
+    digest_parts: list[tuple[str, bytes]] = []
+    first_seen: dict[str, tuple[str, int]] = {}
+    for root in root_paths:
+        base = root.parent
+        for path in _files(root):
+            label = path.relative_to(base).as_posix()
+            shown = _display(path)
+            try:
+                raw = path.read_bytes()
+            except OSError as err:
+                raise RulebookReadError([LocatedError(shown, 1, 1, "", "unreadable", str(err))]) from err
+            labels.append(label)
+            digest_parts.append((label, raw))
+            file_rules, file_errors, ids = _load_file(raw, label, shown, len(rules))
+            errors.extend(file_errors)
+            for rule_id, i, (line, col) in ids:
+                if rule_id in first_seen:
+                    where = "{}:{}".format(*first_seen[rule_id])
+                    errors.append(LocatedError(shown, line, col, f"rules[{i}].id", "duplicate_id",
+                                               f"duplicate rule id {rule_id!r} (first defined at {where})"))
+                else:
+                    first_seen[rule_id] = (shown, line)
+            rules.extend(file_rules)
+    if errors:
+        raise RulebookError(errors)
+    rules = [_reindex(r, i) for i, r in enumerate(rules)]
+    digest = hashlib.sha256()
+    for label, raw in sorted(digest_parts):
+        digest.update(label.encode() + b"\0" + str(len(raw)).encode() + b"\0" + raw)
+    return ir.Rulebook(rules=tuple(rules), digest=digest.hexdigest(),
+                       root=",".join(r.name for r in root_paths), files=tuple(labels))
+
+
+def _reindex(rule: ir.Rule, index: int) -> ir.Rule:
+    source = rule.source.split("#", 1)[0]
+    return ir.Rule(id=rule.id, description=rule.description, layer=rule.layer, priority=rule.priority,
+                   when=rule.when, set=rule.set, source=source, index=index, evidence=rule.evidence)
+
+
+_Ids = list[tuple[str, int, tuple[int, int]]]
+
+
+def _load_file(raw: bytes, label: str, shown: str, offset: int
+               ) -> tuple[list[ir.Rule], list[LocatedError], _Ids]:
+    """One file's rules (none when it has errors), its errors, and (id, index, mark) of every raw id."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return [], [LocatedError(shown, 1, 1, "", "encoding", f"the file is not UTF-8: {err}")], []
+    parsed = parse(text)
+    errors = [LocatedError(shown, line, col, _loc_str(loc), code, msg) for loc, line, col, code, msg in parsed.problems]
+    if any(e.code != "duplicate_key" for e in errors):
+        return [], errors, []  # a syntax error: nothing more can be read from this file
+    if not isinstance(parsed.data, dict):
+        kind = type(parsed.data).__name__ if parsed.data is not None else "null"
+        return [], [*errors, LocatedError(shown, 1, 1, "", "document_type",
+                                          f"expected a mapping with 'rules:' at the top, got {kind}")], []
+    data = parsed.data
+    for key in data:
+        if key != "rules":
+            errors.append(LocatedError(shown, *parsed.mark((key,), prefer_key=True), _loc_str((key,)),
+                                       "extra_forbidden", f"unknown top-level field {key!r} (only 'rules')"))
+    raw_rules = data.get("rules")
+    if not isinstance(raw_rules, list):
+        got = "missing" if "rules" not in data else f"a {type(raw_rules).__name__}"
+        errors.append(LocatedError(shown, *parsed.mark(("rules",)), "rules", "list_type",
+                                   f"'rules' should be a list of rules, got {got}"))
+        return [], errors, []
+    out: list[ir.Rule] = []
+    ids: _Ids = []
+    for i, raw in enumerate(raw_rules):
+        here = ("rules", i)
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            ids.append((raw["id"], i, parsed.mark((*here, "id"))))
+        problems: list[Problem] = []
+        conds: list[ir.Condition] = []
+        when = raw.get("when") if isinstance(raw, dict) else None
+        if isinstance(when, dict):
+            conds, problems = _conditions(when, (*here, "when"))
+        try:
+            rm = _Rule.model_validate(raw)
+        except ValidationError as err:
+            errors += [_from_pydantic(e, parsed, shown, here) for e in err.errors()]
+            rm = None
+        except RecursionError:
+            errors.append(LocatedError(shown, *parsed.mark(here), _loc_str(here), "recursive",
+                                       "recursive YAML (alias cycle) is not allowed"))
+            rm = None
+        if rm is not None:
+            problems += _cross_checks(rm, conds, here)
+        errors += [LocatedError(shown, *parsed.mark(loc, prefer_key=pk), _loc_str(loc), code, msg)
+                   for loc, code, msg, pk in problems]
+        if rm is None or errors:
+            continue
+        line, _col = parsed.mark(here)
+        values = {k: getattr(rm.set, k) for k in rm.set.model_fields_set}
+        ordered = {k: values[k] for k in raw["set"] if k in values}
+        rule = ir.Rule(id=rm.id, description=rm.description, layer=rm.layer, priority=rm.priority,
+                       when=tuple(conds), set=ordered, source=f"{label}:{line}#{i}",
+                       index=offset + i, evidence=_evidence(rm.evidence))
+        out.append(rule)
+    errors.sort(key=lambda e: (e.line, e.col))
+    return ([], errors, ids) if errors else (out, [], ids)
+
+
+def _from_pydantic(e: Mapping[str, Any], parsed: Parsed, shown: str, prefix: tuple[Any, ...]) -> LocatedError:
+    loc = prefix + tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("literal", "none"))))
+    code, msg = e["type"], e["msg"]
+    if code == "extra_forbidden" and len(loc) >= 2 and loc[-2] == "set":
+        msg = f"unknown parameter {loc[-1]!r} (see engine.params.PARAMETERS)"
+        code = "unknown_parameter"
+    elif code == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r}"
+    line, col = parsed.mark(loc, prefer_key=code in ("extra_forbidden", "unknown_parameter"))
+    return LocatedError(shown, line, col, _loc_str(loc), code, msg)
+
+
+def _evidence(ev: _Evidence | str | None) -> ir.Evidence | None:
+    if ev is None:
+        return None
+    if ev == "none":
+        return ir.Evidence(none=True)
+    assert isinstance(ev, _Evidence)
+    runner = ev.runner_up.model_dump(exclude_none=True) if ev.runner_up else None
+    return ir.Evidence(n=ev.n, metric=ev.metric, median_tps=ev.median_tps, spread=ev.spread,
+                       runner_up=MappingProxyType(runner) if runner else None, sources=tuple(ev.sources),
+                       builds=ev.builds, dates=ev.dates, note=ev.note)
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+
+Problem = tuple[tuple[Any, ...], str, str, bool]  # loc, code, message, point at the key
+
+
+def _norm(attr: Attribute, value: Any) -> Any:
+    return float(value) if attr.kind == "float" else value
+
+
+def _conditions(when: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[list[ir.Condition], list[Problem]]:
+    conds: list[ir.Condition] = []
+    problems: list[Problem] = []
+    for name, spec in when.items():
+        here = (*loc, name)
+        attr = CONTEXT_ATTRIBUTES.get(name)
+        if attr is None:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), CONTEXT_ATTRIBUTES, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see docs/architecture.md)"
+            problems.append((here, "unknown_attribute", f"unknown context attribute {name!r}{hint}", True))
+            continue
+        if isinstance(spec, dict):
+            ops = [(op, v, (*here, op)) for op, v in spec.items()]
+            if not ops:
+                problems.append((here, "empty_condition", "an empty mapping tests nothing; remove it", False))
+        elif isinstance(spec, list):
+            ops = [("in", spec, here)]
+        else:
+            ops = [("eq", spec, here)]
+        for op, value, where in ops:
+            cond, problem = _condition(attr, op, value, where)
+            if problem:
+                problems.append(problem)
+            elif cond is not None:
+                conds.append(cond)
+    return conds, problems
+
+
+def _condition(attr: Attribute, op: Any, value: Any, where: tuple[Any, ...]
+               ) -> tuple[ir.Condition | None, Problem | None]:
+    if op not in ir.OPS:
+        return None, (where, "unknown_operator",
+                      f"unknown operator {op!r} (one of {', '.join(ir.OPS)})", True)
+    if op not in KIND_OPS[attr.kind]:
+        why = "ordering compares numbers only" if op in ("lt", "le", "gt", "ge") else \
+            "`contains` needs a set-valued attribute (archetype, backends)"
+        return None, (where, "operator_type", f"{op!r} does not apply to {attr.name} ({attr.kind}): {why}", True)
+    if op in ("exists", "missing"):
+        if not isinstance(value, bool):
+            return None, (where, "bool_type", f"{op} takes true or false, got {value!r}", False)
+        flip = {"exists": "missing", "missing": "exists"}
+        return ir.Condition(attr.name, op if value else flip[op]), None  # type: ignore[arg-type]
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            return None, (where, "list_type", f"{op} takes a non-empty list of values, got {value!r}", False)
+        for i, v in enumerate(value):
+            why = _scalar_problem(attr, v)
+            if why:
+                return None, ((*where, i), "value_type", why, False)
+        return ir.Condition(attr.name, op, tuple(dict.fromkeys(_norm(attr, v) for v in value))), None
+    why = _scalar_problem(attr, value)
+    if why:
+        return None, (where, "value_type", why, False)
+    return ir.Condition(attr.name, op, _norm(attr, value)), None
+
+
+def _scalar_problem(attr: Attribute, value: Any) -> str | None:
+    if value is None:
+        return f"{attr.name}: a condition needs a value (null never matches; use `missing: true`)"
+    if isinstance(value, (list, dict)):
+        return f"{attr.name}: expected a single value here, got a {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{attr.name}: {value!r} is not a finite number"
+    return attr.check_value(value)
+
+
+def _cross_checks(rm: _Rule, conds: list[ir.Condition], loc: tuple[Any, ...]) -> list[Problem]:
+    """Backend allowed for the rule's recipe; extra_args allowed for the rule's backend."""
+    problems: list[Problem] = []
+    recipes = _pinned(conds, "recipe")
+    backend = getattr(rm.set, "backend", None)
+    if backend is not None and recipes:
+        bad = [r for r in recipes if backend not in RECIPE_BACKENDS.get(r, ())]
+        if bad:
+            problems.append(((*loc, "set", "backend"), "backend_recipe",
+                             f"backend {backend!r} is not offered by recipe {', '.join(bad)} "
+                             f"(allowed: {', '.join(RECIPE_BACKENDS[bad[0]])})", False))
+    extra = getattr(rm.set, "extra_args", None)
+    if extra:
+        backends = [backend] if backend else _pinned(conds, "backend")
+        for b in backends:
+            found = extra_args_problems(extra, b)
+            if found:
+                problems.append(((*loc, "set", "extra_args"), "extra_args_backend", "; ".join(found), False))
+                break
+    return problems
+
+
+def _pinned(conds: list[ir.Condition], attr: str) -> list[str]:
+    for c in conds:
+        if c.attr == attr and c.op == "eq":
+            return [c.value]
+        if c.attr == attr and c.op == "in":
+            return list(c.value)
+    return []
