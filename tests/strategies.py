@@ -1,0 +1,89 @@
+"""Hypothesis strategies shared by the whole test suite, one section per area."""
+
+from __future__ import annotations
+
+# ---- rule core part 2 (H6): hardware facts, model facts, rules for resolution properties ----------
+from hypothesis import strategies as _st  # noqa: E402
+
+from engine import ir as _ir  # noqa: E402
+from facts.models import CPU as _CPU  # noqa: E402
+from facts.models import GPU as _GPU  # noqa: E402
+from facts.models import HardwareFacts as _HardwareFacts  # noqa: E402
+from facts.models import Memory as _Memory  # noqa: E402
+from facts.models import ModelFacts as _ModelFacts  # noqa: E402
+from facts.models import OSInfo as _OSInfo  # noqa: E402
+
+_GIB = 2**30
+_LLAMA_BACKENDS = ("system", "metal", "cuda", "vulkan", "rocm", "cpu")
+_GPU_CHOICES = (  # (vendor, name, arch, family, dedicated GiB, shared GiB, unified)
+    ("amd", "Radeon 8060S", "gfx1151", "rdna3.5", 0.5, 124.0, True),
+    ("amd", "Radeon RX 7900 XTX", "gfx1100", "rdna3", 24.0, 32.0, False),
+    ("amd", "Radeon 780M", "gfx1103", "rdna3", None, None, True),
+    ("nvidia", "NVIDIA GeForce RTX 4090", "sm_89", "ada", 24.0, None, False),
+    ("nvidia", "NVIDIA GeForce RTX 3060", "sm_86", "ampere", 12.0, None, False),
+    ("apple", "Apple M3 Max", None, None, None, 48.0, True),
+    ("intel", "Intel Arc B580", None, None, 12.0, None, False),
+)
+
+
+@_st.composite
+def hardware_facts(draw) -> _HardwareFacts:
+    """Valid HardwareFacts: an OS, a CPU, RAM, zero to two GPUs, and (maybe) Lemonade's backend lists."""
+    os_name = draw(_st.sampled_from(("linux", "windows", "macos", "unknown")))
+    cores = draw(_st.integers(1, 64))
+    cpu = _CPU(arch=draw(_st.sampled_from(("x86_64", "arm64", "unknown"))), physical_cores=cores,
+               threads=cores * draw(_st.sampled_from((1, 2))),
+               isa=tuple(sorted(draw(_st.sets(_st.sampled_from(("avx", "avx2", "avx512", "neon")))))))
+    ram = draw(_st.sampled_from((8, 16, 32, 64, 128, 256))) * _GIB
+    gpus = []
+    for i, g in enumerate(draw(_st.lists(_st.sampled_from(_GPU_CHOICES), max_size=2))):
+        vendor, name, arch, family, ded, shared, unified = g
+        gpus.append(_GPU(vendor=vendor, name=name, arch=arch, family=family, index=i, unified=unified,
+                         dedicated_bytes=None if ded is None else int(ded * _GIB),
+                         shared_bytes=None if shared is None else int(shared * _GIB)))
+    listed = draw(_st.lists(_st.sampled_from(_LLAMA_BACKENDS), unique=True, max_size=4))
+    installed = [b for b in listed if draw(_st.booleans())]
+    default = {"llamacpp": listed[0]} if listed and draw(_st.booleans()) else {}
+    return _HardwareFacts(os=_OSInfo(name=os_name), cpu=cpu, memory=_Memory(total_bytes=ram),
+                          gpus=tuple(gpus), backends=tuple(f"llamacpp:{b}" for b in listed),
+                          installed_backends=tuple(f"llamacpp:{b}" for b in installed),
+                          default_backends=default, source="hypothesis")
+
+
+@_st.composite
+def model_facts(draw) -> _ModelFacts:
+    """Valid llama.cpp ModelFacts: size, quant, MoE or dense, maybe a trained context and a file size."""
+    params = draw(_st.floats(0.1, 700, allow_nan=False))
+    moe = draw(_st.booleans())
+    quant = draw(_st.sampled_from(("Q4_K_M", "Q8_0", "BF16", "F16", "UD-Q4_K_XL", "MXFP4", "IQ2_XXS", None)))
+    return _ModelFacts(name=f"m-{params:.1f}b", recipe="llamacpp", params_b=params, is_moe=moe,
+                       active_params_b=params / 8 if moe else None, quant=quant,
+                       file_bytes=draw(_st.one_of(_st.none(), _st.just(int(params * 0.6 * _GIB) + 1))),
+                       trained_ctx=draw(_st.sampled_from((None, 4096, 32768, 131072))))
+
+
+# small rule universe over a few context attributes (resolution properties)
+RULE_ATTRS = {"os": ("linux", "windows", "macos"), "precision": ("quantized", "16bit"),
+              "scenario": ("chat", "coding", "long-context")}
+RULE_PARAMS = {"ubatch": (256, 512, 1024, "default"), "flash_attn": ("on", "off", "auto", "default"),
+               "threads": (4, 8, "default"), "mmap": ("on", "off", "default")}
+
+
+@_st.composite
+def ir_rules(draw, prefix: str = "r", min_size: int = 0, max_size: int = 12) -> list[_ir.Rule]:
+    """Random non-recipe-default rules with unique ids and unique (layer, priority) per parameter value."""
+    n = draw(_st.integers(min_size, max_size))
+    rules = []
+    used: set[tuple[str, int]] = set()
+    for i in range(n):
+        layer = draw(_st.sampled_from(_ir.LAYERS[1:]))
+        priority = draw(_st.integers(0, 999))
+        if (layer, priority) in used:  # lint forbids same-layer same-priority conflicts
+            continue
+        used.add((layer, priority))
+        when = tuple(_ir.Condition(a, "eq", draw(_st.sampled_from(v)))
+                     for a, v in RULE_ATTRS.items() if draw(_st.booleans()))
+        params = draw(_st.sets(_st.sampled_from(sorted(RULE_PARAMS)), min_size=1))
+        sets = {p: draw(_st.sampled_from(RULE_PARAMS[p])) for p in sorted(params)}
+        rules.append(_ir.Rule(f"{prefix}{i}", "generated", layer, priority, when, sets, f"gen.yaml:{i + 1}"))
+    return rules
