@@ -186,7 +186,7 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
                evaluator: str | None, overrides: dict[str, Any], memory_fit: bool) -> Recommendation:
     from engine.context import build_context
     from engine.params import PARAMETERS
-    from facts import classify
+    from facts.archetype import classify
     from facts.errors import FactsError
 
     archetype = classify(hw)
