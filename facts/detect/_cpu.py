@@ -80,15 +80,15 @@ def _core_map(probe: Probe) -> dict[int, tuple[int, int]]:
 
 def _split(probe: Probe, cores: dict[int, tuple[int, int]]) -> tuple[int, int, str] | None:
     """(performance, efficiency, source) physical-core counts when known."""
-    pmu_core = probe.read("/sys/bus/event_source/devices/cpu_core/cpus")
-    pmu_atom = probe.read("/sys/bus/event_source/devices/cpu_atom/cpus")
+    pmu_core = probe.read("/sys/devices/cpu_core/cpus")  # Intel hybrid PMUs (kernel perf-intel-hybrid.txt)
+    pmu_atom = probe.read("/sys/devices/cpu_atom/cpus")
     if pmu_core is not None and pmu_atom is not None and cores:
         try:
             p = {cores[c] for c in parse_cpulist(pmu_core) if c in cores}
             e = {cores[c] for c in parse_cpulist(pmu_atom) if c in cores}
         except ValueError:
             return None
-        return len(p), len(e), "sysfs event_source cpu_core/cpu_atom PMU cpus"
+        return len(p), len(e), "sysfs /sys/devices/cpu_core,cpu_atom/cpus (hybrid PMUs)"
     caps: dict[int, int] = {}
     for cpu in cores:
         cap = probe.read_int(f"/sys/devices/system/cpu/cpu{cpu}/cpu_capacity")
@@ -118,7 +118,7 @@ def linux_cpu(probe: Probe) -> CPU:
     name = info["name"]
     if name:
         prov["name"] = "/proc/cpuinfo model name"
-    else:
+    elif text is not None:
         probe.miss("cpu.name", "/proc/cpuinfo has no 'model name' line (usual on ARM)")
     flags = info["flags"]
     assert isinstance(flags, set)

@@ -58,6 +58,49 @@ def _qword(value: object) -> int | None:
     return None
 
 
+def parse_reg_query(text: str) -> list[dict[str, object]]:
+    """`reg query <display class> /s /v <name>` output → [{"subkey": "0002", name: value, ...}].
+
+    REG_SZ stays text, REG_QWORD/REG_DWORD become int, REG_BINARY becomes bytes (as winreg returns them)."""
+    entries: dict[str, dict[str, object]] = {}
+    current: dict[str, object] | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        if line.startswith("HKEY_"):
+            sub = line.rsplit("\\", 1)[-1].strip()
+            current = entries.setdefault(sub, {"subkey": sub})
+            continue
+        m = re.match(r"^\s+(\S.*?)\s+(REG_[A-Z_]+)\s*(.*)$", line)
+        if not m or current is None:
+            continue
+        name, kind, data = m.group(1), m.group(2), m.group(3).strip()
+        value: object = data
+        if kind in ("REG_QWORD", "REG_DWORD"):
+            value = int(data, 16)
+        elif kind == "REG_BINARY":
+            value = bytes.fromhex(data)
+        current[name] = value
+    return list(entries.values())
+
+
+def merge_entries(*dumps: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Join several `reg query /v` dumps by subkey (never by position)."""
+    out: dict[str, dict[str, object]] = {}
+    for dump in dumps:
+        for e in dump:
+            out.setdefault(str(e["subkey"]), {}).update(e)
+    return [out[k] for k in sorted(out)]
+
+
+def _vendor_from_name(desc: str) -> str:
+    low = desc.lower()
+    for word, vendor in (("nvidia", "nvidia"), ("geforce", "nvidia"), ("radeon", "amd"), ("amd", "amd"),
+                         ("intel", "intel"), ("qualcomm", "qualcomm"), ("adreno", "qualcomm")):
+        if word in low:
+            return vendor
+    return "unknown"
+
+
 def pci_id_from_matching(matching: str) -> tuple[str, str | None]:
     """`PCI\\VEN_1002&DEV_15BF&REV_C1` → ("amd", "1002:15bf"); ACPI Qualcomm ids → ("qualcomm", None)."""
     m = re.search(r"VEN_([0-9A-Za-z]{4})&DEV_([0-9A-Fa-f]{4})", matching)
@@ -71,13 +114,15 @@ def pci_id_from_matching(matching: str) -> tuple[str, str | None]:
 def gpus_from_registry(entries: Sequence[Mapping[str, object]]) -> tuple[list[GPU], list[tuple[str, str]]]:
     """Registry display-class entries → (GPUs, [(fact, reason)] for absent memory sizes).
 
-    Basic display drivers (no VEN_/DEV_ in MatchingDeviceId) are skipped."""
+    Basic display and virtual adapters (no VEN_ in MatchingDeviceId, no vendor in the name) are skipped."""
     gpus: list[GPU] = []
     missing: list[tuple[str, str]] = []
     for e in entries:
         matching = str(e.get("MatchingDeviceId") or "")
         vendor, pci_id = pci_id_from_matching(matching)
         desc = str(e.get("DriverDesc") or "").strip()
+        if vendor == "unknown" and not matching:  # dumps of DriverDesc alone: the vendor from the name
+            vendor = _vendor_from_name(desc)
         if vendor == "unknown" or not desc:
             continue
         key = f"HKLM\\{DISPLAY_CLASS}\\{e.get('subkey', '?')}"
