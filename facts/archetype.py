@@ -18,6 +18,18 @@ _NV_FAMILY = (("sm_6", "pascal"), ("sm_7", "volta"), ("sm_75", "turing"), ("sm_8
 _AMD_FAMILY = (("gfx90", "gcn5"), ("gfx908", "cdna1"), ("gfx90a", "cdna2"), ("gfx94", "cdna3"), ("gfx95", "cdna4"),
                ("gfx101", "rdna1"), ("gfx103", "rdna2"), ("gfx110", "rdna3"), ("gfx115", "rdna3.5"),
                ("gfx120", "rdna4"))
+# consumer series whose whole generation shares one architecture (names only; used when no id is known)
+_SERIES = (
+    (re.compile(r"\bGTX\s*10\d0", re.I), "pascal", "sm_61"),
+    (re.compile(r"\b(?:RTX\s*20|GTX\s*16)\d0", re.I), "turing", "sm_75"),
+    (re.compile(r"\bRTX\s*30\d0", re.I), "ampere", "sm_86"),
+    (re.compile(r"\bRTX\s*40\d0", re.I), "ada", "sm_89"),
+    (re.compile(r"\bRTX\s*50\d0", re.I), "blackwell", "sm_120"),
+    (re.compile(r"\bRX\s*5[5-7]00", re.I), "rdna1", None),
+    (re.compile(r"\bRX\s*6[4-9]\d0", re.I), "rdna2", None),
+    (re.compile(r"\bRX\s*7[6-9]\d0", re.I), "rdna3", None),
+    (re.compile(r"\bRX\s*90[5-7]0", re.I), "rdna4", None),
+)
 _APPLE = re.compile(r"\bApple\s*M(\d+)(?:\s*(Pro|Max|Ultra))?\b", re.IGNORECASE)
 # CPU-only: conservative (slowest common) memory configuration per platform, GB/s
 _CPU_PLATFORMS = (
@@ -48,6 +60,11 @@ def family_from_arch(arch: str | None) -> str | None:
     table = _NV_FAMILY if arch.startswith("sm_") else _AMD_FAMILY if arch.startswith("gfx") else ()
     hits = [(len(p), fam) for p, fam in table if arch.lower().startswith(p)]
     return max(hits)[1] if hits else None
+
+
+def family_from_name(name: str) -> tuple[str, str | None] | None:
+    """(family, arch or None) for a GPU of a consumer series that shares one architecture."""
+    return next(((fam, arch) for rx, fam, arch in _SERIES if rx.search(name or "")), None)
 
 
 def apple_chip(name: str) -> tuple[str, str, str] | None:
@@ -110,7 +127,13 @@ def _memory(hw: HardwareFacts, g: GPU, unified: bool) -> tuple[int, str, bool]:
     row = _catalog().row(g.marketing_name) if g.marketing_name else None
     if not unified:
         if g.dedicated_bytes:
-            return bucket_gb(g.dedicated_bytes / GIB), f"VRAM {g.dedicated_bytes / GIB:.2f} GiB", False
+            gib = g.dedicated_bytes / GIB
+            # the id uses the nominal size: CUDA/Vulkan report a few % less than nvidia-smi for the same card
+            sold = [v for v in (row.vram_gb if row else ()) if v * 0.90 <= gib <= v * (1 + BUCKET_TOLERANCE)]
+            if sold:
+                nominal = min(sold, key=lambda v: abs(v - gib))
+                return bucket_gb(nominal), f"VRAM {gib:.2f} GiB reported, {nominal:g} GB nominal (gpus.csv)", False
+            return bucket_gb(gib), f"VRAM {gib:.2f} GiB", False
         if row and row.vram_gb:
             est = min(row.vram_gb)
             return bucket_gb(est), f"VRAM unknown: {est:g} GB from gpus.csv (smallest variant)", True
@@ -223,7 +246,9 @@ def classify(hw: HardwareFacts) -> Archetype:
         g = gpus[i]
         unified = _unified(g)
         memclass = "unified" if unified else "discrete"
-        family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0]
+        series = family_from_name(g.name) if g.vendor in ("nvidia", "amd") else None
+        family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0] \
+            or (series[0] if series else None)
         bucket, mem_reason, mem_est = _memory(hw, g, unified)
         if g.bandwidth_gbs:
             tier, bw_reason, bw_est = bw_tier(g.bandwidth_gbs), f"bandwidth {g.bandwidth_gbs:g} GB/s", False
@@ -255,6 +280,8 @@ def classify(hw: HardwareFacts) -> Archetype:
     if arch is None and g.vendor == "apple":
         chip = apple_chip(g.name)
         arch = chip[1] if chip else None
+    if arch is None and g.vendor == "nvidia":
+        arch = (family_from_name(g.name) or (None, None))[1]
     count = len(members)
     matched = g.marketing_name is not None
     ambiguous = any("ambiguous" in v for v in g.provenance.values() if v.startswith("gpus.csv:"))
