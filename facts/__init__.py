@@ -1,7 +1,11 @@
 """What the machine and the model are: fact models, detection, document parsers, archetypes."""
 
+from facts.archetype import classify
 from facts.detect import detect
 from facts.errors import FactsError, FactsInputError, ModelFactsError
+from facts.lemonade import from_system_info
+from facts.llamacpp import from_llama_devices
+from facts.merge import merge
 from facts.modelclass import model_class, precision, size_class
 from facts.models import (
     CPU,
@@ -28,7 +32,11 @@ __all__ = [
     "ModelFacts",
     "ModelFactsError",
     "OSInfo",
+    "classify",
     "detect",
+    "from_llama_devices",
+    "from_system_info",
+    "merge",
     "model_class",
     "precision",
     "size_class",
