@@ -1,0 +1,148 @@
+"""engine.recommend(): Lemonade's behaviour from the starter rulebook, overrides, caching, evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, note, settings
+
+from engine import ir
+from engine.errors import UsageError
+from engine.params import PARAMETERS, RESERVED_FLAGS
+from engine.recommend import SCENARIOS, recommend, validate_overrides
+from engine.rulebook import load_rulebook
+from facts.lemonade import from_system_info
+from facts.models import HardwareFacts, ModelFacts
+from tests.strategies import hardware_facts, model_facts
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSINFO = ROOT / "tests" / "fixtures" / "system-info"
+SHARED = ROOT / ".." / "shared" / "lemonade"
+SIX = ("strix-halo-128gb-linux.json", "radeon-780m-laptop-windows.json", "rx-7900-xtx-desktop-linux.json",
+       "rtx-4090-desktop-linux.json", "apple-m3-max-64gb-macos.json", "cpu-only-linux.json")
+MODEL = ModelFacts(name="Qwen3-8B-GGUF", recipe="llamacpp", params_b=8.2, quant="Q4_K_M",
+                   file_bytes=5 * 2**30, trained_ctx=40960, architecture="qwen3")
+
+
+def sysinfo(name: str) -> tuple[dict, HardwareFacts]:
+    text = (SYSINFO / name).read_text()
+    return json.loads(text), from_system_info(text, source=name)
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_starter_rulebook_answers_what_lemonade_does_today(name):
+    doc, hw = sysinfo(name)
+    opts = recommend(hw, MODEL, memory_fit=False).recipe_options()
+    assert opts == {"llamacpp_backend": doc["recipes"]["llamacpp"]["default_backend"], "llamacpp_args": "",
+                    "ctx_size": -1}
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_without_lemonades_own_answer_the_preference_rules_reproduce_it(name):
+    """§1.4: first installed row in preference order, else first supported row."""
+    doc, hw = sysinfo(name)
+    bare = hw.model_copy(update={"default_backends": {}})
+    rec = recommend(bare, MODEL, memory_fit=False)
+    assert rec.decisions["backend"].value == doc["recipes"]["llamacpp"]["default_backend"]
+    assert rec.decisions["backend"].rule_id.startswith("llamacpp-")
+
+
+def test_other_recipes_render_their_own_option_keys():
+    _, hw = sysinfo("strix-halo-128gb-linux.json")
+    assert recommend(hw, ModelFacts(name="v", recipe="vllm"), memory_fit=False).recipe_options() == {
+        "vllm_backend": "rocm", "vllm_args": "", "ctx_size": -1}
+    assert recommend(hw, ModelFacts(name="f", recipe="flm"), memory_fit=False).recipe_options() == {
+        "flm_args": "", "ctx_size": -1}
+    assert recommend(hw, ModelFacts(name="w", recipe="whispercpp"), memory_fit=False).recipe_options() == {
+        "whispercpp_backend": "vulkan", "whispercpp_args": ""}
+
+
+def test_user_overrides_win_and_render_as_llama_flags():
+    _, hw = sysinfo("rtx-4090-desktop-linux.json")
+    rec = recommend(hw, MODEL, memory_fit=False, overrides={
+        "backend": "vulkan", "ctx_size": 16384, "n_gpu_layers": "all", "flash_attn": "on",
+        "extra_args": ["--no-warmup"]})
+    assert rec.recipe_options() == {"llamacpp_backend": "vulkan", "ctx_size": 16384,
+                                    "llamacpp_args": "-ngl 999 -fa on --no-warmup"}
+    assert rec.decisions["backend"].layer == "user"
+    assert rec.decisions["backend"].chain[0].rule_id == "lemonade-default-cuda"
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"ctx_size": 100}, "ctx_size"), ({"flash_attn": "maybe"}, "flash_attn"),
+    ({"nope": 1}, "unknown parameter"), ({"extra_args": ["--ctx-size", "4096"]}, "reserved"),
+    ({"extra_args": ["--rm-rf"]}, "not an allowlisted"),
+])
+def test_invalid_overrides_are_usage_errors_naming_the_parameter(bad, match):
+    with pytest.raises(UsageError, match=match):
+        validate_overrides(bad)
+    _, hw = sysinfo("cpu-only-linux.json")
+    with pytest.raises(UsageError):
+        recommend(hw, MODEL, overrides=bad)
+
+
+def test_scenarios_cover_lemonades_bench_names_and_categories():
+    doc = json.loads((SHARED / "bench_scenarios.json").read_text())
+    names = {s["name"] for s in doc["scenarios"]} | {s["category"] for s in doc["scenarios"]}
+    assert names | {"chat", "coding", "long-context"} == set(SCENARIOS)
+    _, hw = sysinfo("cpu-only-linux.json")
+    assert recommend(hw, MODEL, scenario="context-32k", memory_fit=False).context["scenario"] == "context-32k"
+    with pytest.raises(UsageError, match="unknown scenario"):
+        recommend(hw, MODEL, scenario="karaoke")
+
+
+def test_equal_inputs_hit_the_cache_and_different_inputs_do_not():
+    _, hw = sysinfo("rx-7900-xtx-desktop-linux.json")
+    _, hw2 = sysinfo("rx-7900-xtx-desktop-linux.json")  # equal content, another object
+    a = recommend(hw, MODEL, memory_fit=False)
+    assert recommend(hw, MODEL, memory_fit=False) is a
+    assert recommend(hw2, MODEL.model_copy(), memory_fit=False) is a
+    assert recommend(hw, MODEL, scenario="coding", memory_fit=False) is not a
+    assert recommend(hw, MODEL, memory_fit=False, evaluator="python").evaluator == "python"
+
+
+def _book_with(*extra: ir.Rule) -> ir.Rulebook:
+    base = load_rulebook()
+    rules = tuple(ir.Rule(r.id, r.description, r.layer, r.priority, r.when, r.set, r.source, i, r.evidence)
+                  for i, r in enumerate((*base.rules, *extra)))
+    return ir.Rulebook(rules, digest=base.digest + "+" + "+".join(r.id for r in extra))
+
+
+def test_expected_speed_comes_from_the_winning_backend_rules_evidence():
+    ev = ir.Evidence(n=14, metric="tg128", median_tps=51.2, spread=0.03,
+                     runner_up={"value": "rocm", "median_tps": 45.9, "n": 12}, sources=("https://x",))
+    fast = ir.Rule("strix-vulkan", "bench", "archetype", 20,
+                   (ir.Condition("archetype", "eq", "amd-rdna3.5-unified-128gb-bw2"),), {"backend": "rocm"},
+                   "archetypes/strix.yaml:3", evidence=ev)
+    _, hw = sysinfo("strix-halo-128gb-linux.json")
+    rec = recommend(hw, MODEL, rulebook=_book_with(fast), memory_fit=False)
+    assert rec.decisions["backend"].value == "rocm"
+    assert rec.expected is not None
+    assert (rec.expected.tokens_per_s, rec.expected.metric, rec.expected.n, rec.expected.rule_id) == (
+        51.2, "tg128", 14, "strix-vulkan")
+    assert recommend(hw, MODEL, memory_fit=False).expected is None  # starter rules carry no evidence
+
+
+def test_memory_fit_makes_ctx_size_concrete():
+    pytest.importorskip("facts.memory")
+    _, hw = sysinfo("rtx-4090-desktop-linux.json")
+    rec = recommend(hw, MODEL)
+    opts = rec.recipe_options()
+    assert isinstance(opts["ctx_size"], int) and opts["ctx_size"] >= 512
+    assert rec.decisions["ctx_size"].layer == "guard"
+    assert any(e.op == "note" and e.rule_id == "memory-fit" for e in rec.trace)
+
+
+@settings(max_examples=120, deadline=None)
+@given(hardware_facts(), model_facts())
+def test_every_parameter_resolves_for_any_valid_facts(hw, model):
+    rec = recommend(hw, model, memory_fit=False)
+    note("\n".join(str(e) for e in rec.trace))
+    assert tuple(rec.decisions) == PARAMETERS
+    opts = rec.recipe_options()
+    assert set(opts) == {"llamacpp_backend", "llamacpp_args", "ctx_size"}
+    assert not set(opts["llamacpp_args"].split()) & RESERVED_FLAGS
+    if "backends" in rec.context:
+        assert opts["llamacpp_backend"] in rec.context["backends"]
