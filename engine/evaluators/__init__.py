@@ -41,10 +41,6 @@ def firing_order(rule: ir.Rule) -> tuple[int, int]:
 
 def durable_available() -> bool:
     """True when durable-rules imports (it does not on Python >= 3.13)."""
-    import importlib.util
-
-    if importlib.util.find_spec("engine.evaluators.durable") is None:  # adapter not written yet
-        return False
     try:
         import durable.engine  # noqa: F401
         import durable_rules_engine  # noqa: F401
