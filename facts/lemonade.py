@@ -99,13 +99,13 @@ def _load(doc: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]:
     return data
 
 
-def _os(version: str | None) -> OSInfo:
+def _os(version: str | None, label: str) -> OSInfo:
     if not version:
         return OSInfo()
     low = version.lower()
     name = "linux" if low.startswith("linux") else "windows" if low.startswith("windows") else \
         "macos" if low.startswith(("macos", "darwin")) else "unknown"
-    return OSInfo(name=name, version=version, provenance={"name": "system-info:OS Version"})
+    return OSInfo(name=name, version=version, provenance={"name": f"{label}:OS Version"})
 
 
 def _cpu_arch(family: str | None, name: str | None) -> str:
@@ -299,7 +299,7 @@ def from_system_info(doc: dict[str, Any] | str | bytes, *, source: str = "system
     if d.problems:
         raise FactsInputError(source, d.problems, kind=KIND)
 
-    os_info = _os(os_version)
+    os_info = _os(os_version, label)
     cpu_prov = {k: label + ":" + p for k, p in (("name", "devices.cpu.name"), ("physical_cores", "devices.cpu.cores"),
                                                  ("threads", "devices.cpu.threads")) if cpu_obj.get(p.split(".")[-1])}
     cpu = CPU(name=cpu_name, arch=_cpu_arch(family, cpu_name),
