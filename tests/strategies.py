@@ -87,3 +87,100 @@ def ir_rules(draw, prefix: str = "r", min_size: int = 0, max_size: int = 12) -> 
         sets = {p: draw(_st.sampled_from(RULE_PARAMS[p])) for p in sorted(params)}
         rules.append(_ir.Rule(f"{prefix}{i}", "generated", layer, priority, when, sets, f"gen.yaml:{i + 1}"))
     return rules
+
+
+# ---- rule core part 1 (H3): random IR rulebooks, typed contexts, arbitrary YAML ----------------------
+# Small value pools so that random rules and random contexts actually meet.
+_POOLS = {
+    "recipe": ("llamacpp", "vllm"),
+    "family": ("rdna3", "rdna3.5", "ada", "weird \"q\" é"),
+    "archetype": ("a-1", "a-2", "a-3", "cpu"),
+    "backends": ("vulkan", "rocm", "cpu", "cuda"),
+    "scenario": ("chat", "coding"),
+    "params_b": (0.5, 7.0, 8.0, 32.0, 70.5),
+    "mem_bucket_gb": (8, 16, 24, 128),
+    "unified": (True, False),
+}
+_KINDS = {"recipe": "str", "family": "str", "archetype": "set", "backends": "set", "scenario": "str",
+          "params_b": "float", "mem_bucket_gb": "int", "unified": "bool"}
+
+
+def _ops_for(kind: str) -> tuple[str, ...]:
+    from engine._attributes import KIND_OPS
+
+    return tuple(op for op in _ir.OPS if op in KIND_OPS[kind])
+
+
+@_st.composite
+def ir_conditions(draw, typed: bool = True) -> _ir.Condition:
+    """One condition; `typed=False` also draws ops and values of the wrong type (compiler edge cases)."""
+    attr = draw(_st.sampled_from(sorted(_POOLS)))
+    kind = _KINDS[attr]
+    op = draw(_st.sampled_from(_ir.OPS if not typed else _ops_for(kind)))
+    pool = _POOLS[attr]
+    if not typed and draw(_st.integers(0, 4)) == 0:
+        pool = pool + ("x", 3, 2.5, True)
+    if op in ("exists", "missing"):
+        return _ir.Condition(attr, op)
+    if op in ("in", "not_in"):
+        return _ir.Condition(attr, op, tuple(draw(_st.lists(_st.sampled_from(pool), min_size=1, max_size=3,
+                                                            unique=True))))
+    value = draw(_st.sampled_from(pool))
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return _ir.Condition(attr, op, value)
+
+
+@_st.composite
+def ir_rulebooks(draw, min_rules: int = 1, max_rules: int = 25, typed: bool = True) -> _ir.Rulebook:
+    """Random rulebooks with frequent salience ties (two layers, priorities 0 or 10)."""
+    n = draw(_st.integers(min_rules, max_rules))
+    rules = []
+    for i in range(n):
+        when = tuple(draw(_st.lists(ir_conditions(typed=typed), max_size=4)))
+        rules.append(_ir.Rule(id=f"r{i}", description="random", layer=draw(_st.sampled_from(("family", "archetype"))),
+                              priority=draw(_st.sampled_from((0, 10))), when=when, set={"batch": 512},
+                              source=f"gen.yaml:{i + 1}", index=i))
+    return _ir.Rulebook(rules=tuple(rules), digest=f"{draw(_st.integers(0, 2**32)):064x}")
+
+
+@_st.composite
+def typed_contexts(draw) -> dict:
+    """A flat typed context over the attributes of ir_rulebooks; every key optional."""
+    ctx = {}
+    for attr, pool in _POOLS.items():
+        if not draw(_st.booleans()):
+            continue
+        if _KINDS[attr] == "set":
+            ctx[attr] = frozenset(draw(_st.lists(_st.sampled_from(pool), max_size=3)))
+        elif _KINDS[attr] == "float":
+            ctx[attr] = draw(_st.one_of(_st.sampled_from(pool), _st.floats(0.1, 200.0)))
+        elif _KINDS[attr] == "int":
+            ctx[attr] = draw(_st.one_of(_st.sampled_from(pool), _st.integers(1, 512)))
+        else:
+            ctx[attr] = draw(_st.sampled_from(pool))
+    return ctx
+
+
+_YAML_SCALARS = _st.one_of(_st.none(), _st.booleans(), _st.integers(-10**6, 10**6), _st.floats(allow_nan=True),
+                           _st.text(max_size=12), _st.sampled_from(("on", "off", "auto", "default", "all",
+                                                                      "llamacpp", "vulkan", "recipe-default")))
+_YAML_TREES = _st.recursive(_YAML_SCALARS, lambda kids: _st.one_of(
+    _st.lists(kids, max_size=4), _st.dictionaries(_st.sampled_from(
+        ("rules", "id", "description", "layer", "priority", "when", "set", "evidence", "recipe", "params_b",
+         "backend", "ctx_size", "ge", "in", "x")), kids, max_size=5)), max_leaves=20)
+
+
+@_st.composite
+def yaml_texts(draw) -> str:
+    """Arbitrary YAML-ish text: dumped random trees, rule-shaped trees, or raw junk."""
+    import yaml as _yaml
+
+    kind = draw(_st.integers(0, 2))
+    if kind == 0:
+        return _yaml.safe_dump(draw(_YAML_TREES), allow_unicode=True)
+    if kind == 1:
+        rule = draw(_st.dictionaries(_st.sampled_from(("id", "description", "layer", "priority", "when", "set",
+                                                        "evidence")), _YAML_TREES, max_size=7))
+        return _yaml.safe_dump({"rules": [rule]}, allow_unicode=True)
+    return draw(_st.text(alphabet=" \n\t:-[]{}&*!|>'\"%@`#,?abc01", max_size=60))
