@@ -70,7 +70,7 @@ def parse_smi_csv(text: str) -> list[dict[str, str | None]]:
     if not lines:
         return []
     header = [re.sub(r"\s*\[.*?\]$", "", h.strip()) for h in lines[0].split(",")]
-    if "name" not in header and "index" not in header:
+    if not any(h in SMI_FIELDS for h in header):
         raise ValueError(f"not nvidia-smi CSV output (no header): {lines[0][:80]!r}")
     rows = []
     for ln in lines[1:]:
