@@ -184,3 +184,58 @@ def yaml_texts(draw) -> str:
                                                         "evidence")), _YAML_TREES, max_size=7))
         return _yaml.safe_dump({"rules": [rule]}, allow_unicode=True)
     return draw(_st.text(alphabet=" \n\t:-[]{}&*!|>'\"%@`#,?abc01", max_size=60))
+
+
+# ---- hardware facts and archetypes (H1): the whole valid input space of classify() --------------------
+def _catalog_names() -> list[str]:
+    from facts import catalog
+
+    return [r.marketing_name for r in catalog.rows()]
+
+
+_REAL_NAMES = (  # as tools print them, incl. generic names that match no catalog row
+    "110501", "110000", "AMD Radeon(TM) Graphics", "AMD Radeon Graphics (RADV GFX1151)", "Orin (nvgpu)",
+    "NVIDIA GeForce RTX 2060", "Apple M5 Max", "Intel(R) Iris(R) Xe Graphics", "Metal GPU", "",
+)
+_ARCHS = (None, "gfx1151", "gfx1100", "gfx1103", "gfx942", "gfx90a", "gfx1201", "gfx1036", "gfx9999", "sm_89", "sm_86",
+          "sm_121", "sm_61", "sm_75", "apple-m3-max-40c", "intel-bmg-g21", "adreno-x1-85", "weird")
+_FAMILIES = (None, "rdna3.5", "rdna3", "ada", "ampere", "apple-m3", "xe2", "adreno-x1", "mystery")
+_CLASSES = (None, "discrete", "laptop-discrete", "apu-igpu", "display-igpu", "soc", "datacenter")
+
+
+@_st.composite
+def any_gpu(draw, *, max_gib: int = 600) -> _GPU:
+    """Any valid GPU fact: catalog and real-world names, known and unknown ids, any memory, maybe nothing."""
+    opt_bytes = _st.one_of(_st.none(), _st.integers(0, max_gib * _GIB))
+    return _GPU(
+        vendor=draw(_st.sampled_from(("amd", "nvidia", "apple", "intel", "qualcomm", "unknown"))),
+        name=draw(_st.one_of(_st.sampled_from(_catalog_names()), _st.sampled_from(_REAL_NAMES),
+                             _st.text(max_size=30))),
+        arch=draw(_st.sampled_from(_ARCHS)),
+        family=draw(_st.sampled_from(_FAMILIES)),
+        device_class=draw(_st.sampled_from(_CLASSES)),
+        dedicated_bytes=draw(opt_bytes),
+        shared_bytes=draw(opt_bytes),
+        free_bytes=draw(opt_bytes),
+        bandwidth_gbs=draw(_st.one_of(_st.none(), _st.floats(0.5, 20000))),
+        unified=draw(_st.sampled_from((None, True, False))),
+        integrated=draw(_st.sampled_from((None, True, False))),
+        compute_units=draw(_st.one_of(_st.none(), _st.integers(1, 400))),
+        pci_id=draw(_st.sampled_from((None, "1002:1586", "1002:744c", "10de:2684", "8086:e20b", "abcd:0001"))),
+    )
+
+
+@_st.composite
+def any_hardware_facts(draw, *, max_gpus: int = 4) -> _HardwareFacts:
+    """Any valid HardwareFacts for classify(): any CPU, RAM known or not, zero to `max_gpus` GPUs."""
+    cpu = _CPU(name=draw(_st.one_of(_st.none(), _st.sampled_from((
+        "AMD RYZEN AI MAX+ 395 w/ Radeon 8060S", "AMD Ryzen 9 5950X 16-Core Processor", "Apple M3 Max",
+        "AMD EPYC 9654 96-Core Processor", "Intel(R) Core(TM) Ultra 7 155H", "Snapdragon X Elite")), _st.text(max_size=20))),
+        arch=draw(_st.sampled_from(("x86_64", "arm64", "unknown"))),
+        isa=tuple(sorted(draw(_st.sets(_st.sampled_from(("avx", "avx2", "avx512", "neon", "sve")))))))
+    total = draw(_st.one_of(_st.none(), _st.integers(1, 2048 * _GIB)))
+    nominal = draw(_st.one_of(_st.none(), _st.sampled_from((8, 16, 24, 32, 36, 48, 64, 96, 128, 192, 512)),
+                              _st.integers(1, 4096)))
+    return _HardwareFacts(os=_OSInfo(name=draw(_st.sampled_from(("linux", "windows", "macos", "unknown")))),
+                          cpu=cpu, memory=_Memory(total_bytes=total, nominal_gb=nominal),
+                          gpus=tuple(draw(_st.lists(any_gpu(), max_size=max_gpus))), source="hypothesis")
