@@ -1,0 +1,182 @@
+"""Regression tests for each durable-rules trap in ../shared/research/rules-engine.md §1.4-1.5, §3.8."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import ir
+from engine.evaluators import make_evaluator
+from engine.evaluators.python import PythonEvaluator
+
+durable = pytest.importorskip("engine.evaluators.durable", reason="durable-rules needs Python <= 3.12")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _rule(i: int, when: tuple[ir.Condition, ...], layer: str = "archetype", priority: int = 0) -> ir.Rule:
+    return ir.Rule(id=f"r{i}", description="d", layer=layer, priority=priority, when=when, set={"batch": 64},
+                   source=f"t.yaml:{i + 1}", index=i)
+
+
+def _book(rules) -> ir.Rulebook:
+    return ir.Rulebook(rules=tuple(rules), digest=f"{len(rules):064x}")
+
+
+def _run_py(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_no_match_in_a_fresh_process_does_not_crash():
+    """Trap 1: delete_state on a sid where no action ran segfaults; the end marker guards it."""
+    proc = _run_py("""
+        from engine import ir
+        from engine.evaluators.durable import DurableEvaluator
+        rule = ir.Rule(id="r", description="d", layer="family", priority=0,
+                       when=(ir.Condition("recipe", "eq", "vllm"),), set={"batch": 64}, source="t:1")
+        ev = DurableEvaluator(ir.Rulebook(rules=(rule,), digest="a" * 64))
+        for _ in range(200):
+            assert ev.match({"recipe": "llamacpp"}) == ()
+        assert ev.match({}) == ()
+        print("done")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+
+
+def test_missing_only_condition_terminates():
+    """Trap 3: a `$nex`-only pattern loops forever; the {"t": "ctx"} guard prevents it."""
+    proc = _run_py("""
+        from engine import ir
+        from engine.evaluators.durable import DurableEvaluator
+        rule = ir.Rule(id="r", description="d", layer="family", priority=0,
+                       when=(ir.Condition("family", "missing"),), set={"batch": 64}, source="t:1")
+        ev = DurableEvaluator(ir.Rulebook(rules=(rule,), digest="b" * 64))
+        print([r.id for r in ev.match({"recipe": "llamacpp"})], [r.id for r in ev.match({"family": "x"})])
+    """, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['r'] []"
+
+
+def test_results_are_not_lost_to_threads():
+    """Trap 2 / §1.6: the default Host's dispatcher thread steals actions; 8 threads must agree with python."""
+    rules = [_rule(i, (ir.Condition("mem_bucket_gb", "eq", 8 * (i % 8)),), priority=i % 3) for i in range(64)]
+    rules += [_rule(64 + i, (ir.Condition("params_b", "ge", float(i)),)) for i in range(20)]
+    book = _book(rules)
+    dev, pev = durable.DurableEvaluator(book), PythonEvaluator(book)
+    contexts = [{"mem_bucket_gb": 8 * (k % 9), "params_b": float(k % 23)} for k in range(50)]
+    want = [pev.match(c) for c in contexts]
+    wrong: list[tuple[int, int]] = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def worker(t: int) -> None:
+        for n in range(300):
+            k = (n + t) % len(contexts)
+            if dev.match(contexts[k]) != want[k]:
+                wrong.append((t, n))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+        dev.close()
+    assert wrong == []
+
+
+def test_salience_outside_uint16_is_rejected():
+    """pri is an unsigned 16-bit value: 70000 would wrap to 4464 and fire in the wrong place."""
+    bad = _rule(0, ())
+    object.__setattr__(bad, "salience", 70000)
+    with pytest.raises(durable.CompileError, match="salience 70000 outside 0..65534"):
+        durable.DurableEvaluator(_book([bad]))
+    neg = _rule(1, ())
+    object.__setattr__(neg, "salience", -1)
+    with pytest.raises(durable.CompileError):
+        durable.DurableEvaluator(_book([neg]))
+
+
+def test_more_rules_than_one_ruleset_holds_work_through_shards():
+    """4,096 rules per ruleset is a hard cap: 5,000 rules must still match, across shards."""
+    rules = [_rule(i, (ir.Condition("mem_bucket_gb", "eq", i % 50), ir.Condition("gpu_count", "eq", i % 97)),
+                   priority=i % 7) for i in range(5000)]
+    book = _book(rules)
+    dev, pev = durable.DurableEvaluator(book), PythonEvaluator(book)
+    try:
+        assert dev.shard_count >= 5
+        for ctx in ({"mem_bucket_gb": 3, "gpu_count": 3}, {"mem_bucket_gb": 49, "gpu_count": 96}, {}):
+            got = dev.match(ctx)
+            assert got == pev.match(ctx)
+        assert len(dev.match({"mem_bucket_gb": 3, "gpu_count": 3})) > 0
+    finally:
+        dev.close()
+
+
+def test_many_simultaneously_true_range_tests_do_not_overflow_durable():
+    """More than 64 true non-equality tests for one fact fail at assert time (error 303) unless sharded."""
+    rules = [_rule(i, (ir.Condition("params_b", "ge", float(i)),)) for i in range(150)]
+    rules += [_rule(150 + i, (ir.Condition(a, "exists"),)) for i, a in enumerate(
+        ["recipe", "family", "arch", "vendor", "os", "scenario", "quant", "memclass"])]
+    book = _book(rules)
+    dev = durable.DurableEvaluator(book)
+    try:
+        ctx = {"params_b": 1000.0, "recipe": "llamacpp", "family": "f", "arch": "a", "vendor": "amd", "os": "linux",
+               "scenario": "chat", "quant": "Q4_0", "memclass": "unified"}
+        assert dev.match(ctx) == PythonEvaluator(book).match(ctx)
+        assert len(dev.match(ctx)) == 158
+    finally:
+        dev.close()
+
+
+def test_registration_does_not_depend_on_reused_definitions():
+    """Registration deletes `run` from each rule: two evaluators on one rulebook must both work."""
+    book = _book([_rule(0, (ir.Condition("recipe", "eq", "llamacpp"),))])
+    a, b = durable.DurableEvaluator(book), durable.DurableEvaluator(book)
+    try:
+        assert [r.id for r in a.match({"recipe": "llamacpp"})] == ["r0"]
+        assert [r.id for r in b.match({"recipe": "llamacpp"})] == ["r0"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_make_evaluator_falls_back_to_python_when_durable_cannot_import():
+    """On Python >= 3.13 durable-rules does not import: the default engine must become python."""
+    proc = _run_py("""
+        import sys
+        sys.modules["durable_rules_engine"] = None  # the import now raises ImportError, as on 3.13
+        from engine import ir
+        from engine.evaluators import EngineUnavailable, make_evaluator
+        book = ir.Rulebook(rules=(), digest="c" * 64)
+        print(make_evaluator(book).name)
+        try:
+            make_evaluator(book, "durable")
+        except EngineUnavailable as err:
+            print("unavailable")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["python", "unavailable"]
+
+
+def test_engine_selection_from_the_environment(monkeypatch):
+    book = _book([])
+    monkeypatch.setenv("LEMONADE_AUTOTUNE_ENGINE", "python")
+    assert make_evaluator(book).name == "python"
+    monkeypatch.setenv("LEMONADE_AUTOTUNE_ENGINE", "durable")
+    assert make_evaluator(book).name == "durable"
+    monkeypatch.delenv("LEMONADE_AUTOTUNE_ENGINE")
+    assert make_evaluator(book).name == "durable"  # importable here (Python <= 3.12)
+    from engine.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown rule engine 'drools'"):
+        make_evaluator(book, "drools")

@@ -1,0 +1,97 @@
+"""Both evaluators agree (same ordered hits) on random rulebooks and contexts; contexts must be typed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from engine import ir
+from engine.evaluators import ContextError, make_evaluator
+from engine.evaluators.python import PythonEvaluator
+from tests.strategies import ir_rulebooks, typed_contexts
+
+durable = pytest.importorskip("engine.evaluators.durable", reason="durable-rules needs Python <= 3.12")
+
+
+def _reference(book: ir.Rulebook, ctx: dict) -> tuple[str, ...]:
+    """ir.matches over every rule, sorted by (salience, index): the specification."""
+    hits = [r for r in book.rules if ir.matches(r, ctx)]
+    return tuple(r.id for r in sorted(hits, key=lambda r: (r.salience, r.index)))
+
+
+def _ids(rules) -> tuple[str, ...]:
+    return tuple(r.id for r in rules)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=ir_rulebooks(typed=False), contexts=st.lists(typed_contexts(), min_size=1, max_size=6))
+def test_durable_and_python_give_identical_ordered_matches(book, contexts):
+    dev = durable.DurableEvaluator(book)
+    pev = PythonEvaluator(book)
+    try:
+        for ctx in contexts:
+            note(f"context {ctx!r}")
+            want = _reference(book, {k: (float(v) if k == "params_b" else v) for k, v in ctx.items()})
+            assert _ids(pev.match(ctx)) == want
+            assert _ids(dev.match(ctx)) == want
+    finally:
+        dev.close()
+
+
+def test_firing_order_is_salience_then_definition_index():
+    rules = tuple(ir.Rule(id=f"r{i}", description="d", layer=layer, priority=prio, when=(), set={"batch": 64},
+                          source="x.yaml:1", index=i)
+                  for i, (layer, prio) in enumerate([("archetype", 5), ("recipe-default", 0), ("archetype", 5),
+                                                     ("family", 999), ("archetype", 0)]))
+    book = ir.Rulebook(rules=rules, digest="0" * 64)
+    for ev in (PythonEvaluator(book), durable.DurableEvaluator(book)):
+        assert _ids(ev.match({})) == ("r1", "r3", "r4", "r0", "r2")
+
+
+@pytest.mark.parametrize("bad", [
+    {"params_b": "24"},  # a string number: durable would compare it as a string
+    {"recipe": None},  # None: durable treats it like a missing key for $neq, Python does not
+    {"params_b": math.nan},
+    {"params_b": math.inf},
+    {"mem_bucket_gb": True},  # bool is not an int here
+    {"mem_bucket_gb": 24.0},
+    {"unified": 1},
+    {"no_such_attribute": "x"},
+    {"backends": [1, 2]},
+])
+@pytest.mark.parametrize("engine", ["python", "durable"])
+def test_untyped_contexts_are_rejected_before_matching(bad, engine):
+    rule = ir.Rule(id="r", description="d", layer="family", priority=0,
+                   when=(ir.Condition("recipe", "ne", "vllm"),), set={"batch": 64}, source="x:1")
+    ev = make_evaluator(ir.Rulebook(rules=(rule,), digest="1" * 64), engine)
+    with pytest.raises(ContextError) as err:
+        ev.match(bad)
+    assert next(iter(bad)) in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_set_attributes_accept_a_string_or_any_collection_of_strings():
+    rule = ir.Rule(id="r", description="d", layer="archetype", priority=0,
+                   when=(ir.Condition("archetype", "eq", "backoff-id"),), set={"batch": 64}, source="x:1")
+    book = ir.Rulebook(rules=(rule,), digest="2" * 64)
+    for ev in (PythonEvaluator(book), durable.DurableEvaluator(book)):
+        assert _ids(ev.match({"archetype": "backoff-id"})) == ("r",)
+        assert _ids(ev.match({"archetype": ("exact-id", "backoff-id")})) == ("r",)
+        assert _ids(ev.match({"archetype": frozenset({"exact-id"})})) == ()
+
+
+def test_python_index_does_not_lose_rules_without_equalities():
+    rules = (
+        ir.Rule(id="eq", description="d", layer="family", priority=0, when=(ir.Condition("recipe", "eq", "vllm"),),
+                set={"batch": 64}, source="x:1", index=0),
+        ir.Rule(id="range", description="d", layer="family", priority=0,
+                when=(ir.Condition("params_b", "ge", 7.0),), set={"batch": 64}, source="x:2", index=1),
+        ir.Rule(id="set-in", description="d", layer="family", priority=0,
+                when=(ir.Condition("backends", "in", ("rocm", "cuda")),), set={"batch": 64}, source="x:3", index=2),
+    )
+    ev = PythonEvaluator(ir.Rulebook(rules=rules, digest="3" * 64))
+    assert _ids(ev.match({"recipe": "vllm", "params_b": 8, "backends": {"cuda"}})) == ("eq", "range", "set-in")
+    assert _ids(ev.match({"recipe": "llamacpp", "params_b": 6.5})) == ()
