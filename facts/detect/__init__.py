@@ -27,7 +27,10 @@ def detect(
 
     `root` points the file probes at another tree (canned /proc and /sys in tests); `env` supplies PATH and
     the visibility variables (CUDA_VISIBLE_DEVICES, HSA_OVERRIDE_GFX_VERSION); `platform` overrides
-    `sys.platform`. Live APIs (NVML, psutil, sched_getaffinity) are only asked when `root` is "/"."""
+    `sys.platform`. Live APIs (NVML, psutil, sched_getaffinity) are only asked when `root` is "/".
+
+    `GPU.index` is the device's index in its vendor's enumeration (NVML / nvidia-smi index, AMD KFD GPU
+    order), not its position in `gpus`."""
     from facts.detect._probe import Probe
 
     plat = platform or sys.platform

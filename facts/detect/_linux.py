@@ -79,14 +79,15 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     amd = _amd_sysfs.amd_gpus(probe)
     gpus.extend(amd)
     nv_pci = [d for d in pci if d["vendor"] == 0x10DE]
-    nv_hint = bool(nv_pci) or probe.path("/proc/driver/nvidia").exists()
+    # /dev/dxg: WSL2, where the GPU has no PCI entry but NVML and nvidia-smi live in /usr/lib/wsl/lib
+    nv_hint = bool(nv_pci) or probe.path("/proc/driver/nvidia").exists() or probe.path("/dev/dxg").exists()
     if nv_hint or probe.which("nvidia-smi"):
         nv = _nvidia.nvidia_gpus(probe, use_nvml=nv_hint and probe.live)
         if nv is None and nv_pci:
             for d in nv_pci:
                 probe.warn(f"NVIDIA GPU {d['address']}: present, not usable (no NVML, no nvidia-smi)")
             nv = [_pci_only_gpu(d, 0, "NVML and nvidia-smi unavailable") for d in nv_pci]
-        gpus.extend(g.model_copy(update={"index": len(gpus) + i}) for i, g in enumerate(nv or []))
+        gpus.extend(nv or [])  # keep NVML / nvidia-smi indices: they are what CUDA_VISIBLE_DEVICES counts
     amd_addrs = {c["address"] for c in _amd_sysfs.drm_cards(probe)} if amd else set()
     for d in pci:
         if d["vendor"] in (0x10DE,) or (d["vendor"] == 0x1002 and (d["address"] in amd_addrs or amd)):

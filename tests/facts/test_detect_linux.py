@@ -150,3 +150,13 @@ def test_cpu_affinity_of_the_real_process_is_honoured():
     threads, prov = json.loads(out.stdout)
     assert threads == 1
     assert prov["threads"].startswith("os.sched_getaffinity(0)") or os.cpu_count() == 1
+
+
+def test_device_nodes_present_means_no_usability_warning(tmp_path):
+    root = copy_tree("rx7900xtx-kfd", tmp_path)
+    (root / "dev/dri").mkdir(parents=True)
+    (root / "dev/kfd").write_text("")
+    (root / "dev/dri/renderD128").write_text("")
+    hw = detect(root=root, env=NO_TOOLS, platform="linux")
+    assert hw.gpus[0].arch == "gfx1100"
+    assert not any("not usable" in w for w in hw.warnings)

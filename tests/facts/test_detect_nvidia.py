@@ -108,6 +108,7 @@ def test_cuda_visible_devices_is_applied_to_real_output(tmp_path):
     env = {"PATH": str(tmp_path / "bin"), "CUDA_VISIBLE_DEVICES": "1"}
     hw = detect(root=FIXTURES / "linux-this-machine", env=env, platform="linux")
     assert len(hw.gpus) == 1 and hw.gpus[0].name == "Tesla V100-PCIE-32GB"
+    assert hw.gpus[0].index == 1  # the CUDA/NVML index survives, it is what the variable counts
     assert any("CUDA_VISIBLE_DEVICES='1' keeps 1 of 2" in w for w in hw.warnings)
 
 
