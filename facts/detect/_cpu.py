@@ -42,7 +42,8 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
             arch = "x86_64" if "lm" in flags else arch
         if "features" in fields:
             flags.update(fields["features"].split())
-            arch = "arm64"
+            # AArch64 always lists "fp asimd"; 32-bit ARM lists "vfp neon" and is not a target here
+            arch = "arm64" if "asimd" in flags else arch
         if "physical id" in fields and "core id" in fields:
             cores.add((fields["physical id"], fields["core id"]))
     return {"name": name, "arch": arch, "flags": flags, "threads": threads or None,

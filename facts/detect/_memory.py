@@ -7,7 +7,7 @@ from facts.detect._probe import Probe
 from facts.models import Memory
 
 GIB = 1 << 30
-MARKETED_GB = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+MARKETED_GB = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

@@ -160,3 +160,13 @@ def test_device_nodes_present_means_no_usability_warning(tmp_path):
     hw = detect(root=root, env=NO_TOOLS, platform="linux")
     assert hw.gpus[0].arch == "gfx1100"
     assert not any("not usable" in w for w in hw.warnings)
+
+
+def test_arm64_cpuinfo_gives_neon_and_dotprod():
+    hw = detect(root=FIXTURES / "arm64-rzg3l", env=NO_TOOLS, platform="linux")
+    assert hw.cpu.arch == "arm64"
+    assert hw.cpu.isa == ("dotprod", "neon")
+    assert hw.cpu.threads == 4
+    assert hw.cpu.name is None
+    assert any(a.fact == "cpu.name" and "model name" in a.reason for a in hw.absent)
+    assert hw.memory.total_bytes == 1887304 * 1024 and hw.memory.nominal_gb == 2
