@@ -193,12 +193,13 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
     ev = _evaluator(book, evaluator)
     rec = TraceRecorder()
     fit_facts = None
-    try:
-        from facts.memory import fit_context
+    if memory_fit:  # without the memory model there are no fit facts and no memory guard
+        try:
+            from facts.memory import fit_context
 
-        fit_facts = fit_context(hw, model)
-    except (ImportError, FactsError) as err:
-        rec.emit("note", rule_id="memory-fit", message=f"no memory facts: {err}")
+            fit_facts = fit_context(hw, model)
+        except (ImportError, FactsError) as err:
+            rec.emit("note", rule_id="memory-fit", message=f"no memory facts: {err}")
     context = build_context(hw, archetype, model, scenario=scenario, fit=fit_facts)
     seen: set[str] = set()
     backend, matched1 = resolve_backend(ev.match, context, overrides, rec, seen)

@@ -112,7 +112,6 @@ def resolve_backend(match: Callable[[Mapping[str, Any]], tuple[Rule, ...]], cont
         rec.emit("note", parameter="backend",
                  message=f"available backends for {recipe} unknown: candidates are not filtered")
     kept: list[Candidate] = []
-    rejected: list[Candidate] = []
     for c in cands:
         if available is not None and c.value not in available:
             if c.rule_id == USER_OVERRIDE_ID:
@@ -120,13 +119,12 @@ def resolve_backend(match: Callable[[Mapping[str, Any]], tuple[Rule, ...]], cont
             rec.emit("reject", rule_id=c.rule_id, parameter="backend", salience=c.salience, value=c.value,
                      source=c.source, message=f"{c.value} is not available for {recipe} here "
                      f"(available: {', '.join(sorted(available))})")
-            rejected.append(c)
         else:
             kept.append(c)
     if not kept:
         raise ResolutionError("backend", f"no rule proposes an available backend for recipe {recipe!r} "
                               f"(available: {', '.join(sorted(available or ())) or 'unknown'})")
-    return _decide(rec, "backend", kept[0], kept[1:] + rejected), matched
+    return _decide(rec, "backend", kept[0], [c for c in cands if c is not kept[0]]), matched
 
 
 def resolve_parameters(match: Callable[[Mapping[str, Any]], tuple[Rule, ...]], context: Mapping[str, Any],

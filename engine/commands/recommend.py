@@ -26,7 +26,8 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rulebook", action="append", default=[], metavar="DIR",
                    help="rulebook directory (repeatable; replaces the bundled one, which is named 'bundled')")
     p.add_argument("--no-memory-fit", dest="memory_fit", action="store_false",
-                   help="skip the memory guard (ctx_size / n_gpu_layers / n_cpu_moe stay as the rules say)")
+                   help="skip the memory model: no fit facts for rules, no memory guard (ctx_size / n_gpu_layers / "
+                        "n_cpu_moe stay as the rules say)")
     p.add_argument("--json", action="store_true", help="print a JSON envelope instead of text")
 
 
