@@ -24,6 +24,11 @@ def _total(g: GPU) -> int | None:
     return g.dedicated_bytes
 
 
+def _guessed(g: GPU) -> bool:
+    """The catalog row was a conservative pick among several (a generic name like 'AMD Radeon(TM) Graphics')."""
+    return "ambiguous" in g.provenance.get("marketing_name", "")
+
+
 def same_gpu(a: GPU, b: GPU) -> bool:
     """Two reports of one physical GPU: same vendor, same identity (uuid / catalog row / arch / name), same memory."""
     if a.uuid and b.uuid:
@@ -32,7 +37,7 @@ def same_gpu(a: GPU, b: GPU) -> bool:
         return False
     if "unknown" not in (a.vendor, b.vendor) and a.vendor != b.vendor:
         return False
-    if a.marketing_name and b.marketing_name:
+    if a.marketing_name and b.marketing_name and not (_guessed(a) or _guessed(b)):
         ident = a.marketing_name == b.marketing_name
     elif a.arch and b.arch:
         ident = a.arch == b.arch
@@ -51,13 +56,18 @@ def same_gpu(a: GPU, b: GPU) -> bool:
 def combine_gpu(a: GPU, b: GPU) -> GPU:
     """`a` with its unknown fields filled from `b`; llama.cpp device names and provenance united."""
     update: dict[str, object] = {}
+    prov = {**b.provenance, **a.provenance}
     for name in GPU.model_fields:
         if name in ("provenance", "llama_devices"):
             continue
-        if getattr(a, name) is None and getattr(b, name) is not None:
-            update[name] = getattr(b, name)
+        mine, theirs = getattr(a, name), getattr(b, name)
+        from_table = a.provenance.get(name, "").startswith("gpus.csv:")
+        if theirs is not None and (mine is None or (from_table and _guessed(a) and not _guessed(b))):
+            update[name] = theirs  # a gap, or a conservative catalog guess that b's report resolves
+            if name in b.provenance:
+                prov[name] = b.provenance[name]
     update["llama_devices"] = tuple(dict.fromkeys(a.llama_devices + b.llama_devices))
-    update["provenance"] = {**b.provenance, **a.provenance}
+    update["provenance"] = prov
     return a.model_copy(update=update)
 
 
