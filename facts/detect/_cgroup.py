@@ -54,11 +54,11 @@ def memory_limit(probe: Probe) -> tuple[int | None, str | None]:
     cands: list[tuple[int, str]] = []
     if v2 is not None:
         for f, value in _limits(probe, "/sys/fs/cgroup", v2, "memory.max"):
-            if value.isdigit():
+            if value.isdigit() and int(value) > 0:
                 cands.append((int(value), f"cgroup v2 {f}"))
     if "memory" in v1:
         for f, value in _limits(probe, "/sys/fs/cgroup/memory", v1["memory"], "memory.limit_in_bytes"):
-            if value.isdigit() and int(value) < _UNLIMITED:
+            if value.isdigit() and 0 < int(value) < _UNLIMITED:
                 cands.append((int(value), f"cgroup v1 {f}"))
     if not cands:
         return None, None

@@ -88,9 +88,8 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
                 probe.warn(f"NVIDIA GPU {d['address']}: present, not usable (no NVML, no nvidia-smi)")
             nv = [_pci_only_gpu(d, 0, "NVML and nvidia-smi unavailable") for d in nv_pci]
         gpus.extend(nv or [])  # keep NVML / nvidia-smi indices: they are what CUDA_VISIBLE_DEVICES counts
-    amd_addrs = {c["address"] for c in _amd_sysfs.drm_cards(probe)} if amd else set()
-    for d in pci:
-        if d["vendor"] in (0x10DE,) or (d["vendor"] == 0x1002 and (d["address"] in amd_addrs or amd)):
+    for d in pci:  # the rest: GPUs no vendor probe described (Intel, AMD without amdgpu, ...)
+        if d["vendor"] == 0x10DE or (d["vendor"] == 0x1002 and amd):
             continue
         gpus.append(_pci_only_gpu(d, len(gpus), f"driver {d['driver'] or 'none'}; no memory source"))
     carve = sum(g.dedicated_bytes or 0 for g in amd if g.integrated)

@@ -56,16 +56,20 @@ class Probe:
         return None
 
     def read_int(self, rel: str, fact: str | None = None) -> int | None:
-        """File `rel` as one integer (decimal or 0x-hex), or None with an `Absent` when unreadable/unparsable."""
+        """File `rel` as one non-negative integer (decimal or 0x-hex), or None (+ `Absent`) when unreadable,
+        unparsable or negative."""
         text = self.read(rel, fact)
         if text is None:
             return None
         try:
-            return int(text.strip(), 0)
+            value = int(text.strip(), 0)
         except ValueError:
+            value = -1
+        if value < 0:
             if fact:
-                self.miss(fact, f"{rel}: not an integer: {text.strip()[:40]!r}")
+                self.miss(fact, f"{rel}: not a non-negative integer: {text.strip()[:40]!r}")
             return None
+        return value
 
     def which(self, tool: str) -> str | None:
         """The executable `tool` found on the probe's PATH (never the caller's), or None."""

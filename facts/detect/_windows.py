@@ -168,15 +168,20 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
                     provenance={"version": "platform.version()"} if probe.live else {})
     cpu_prov: dict[str, str] = {}
     cpu_fields: dict[str, object] = {}
+    entries: list[dict[str, object]] = []
+    cpu_name = None
     try:
         entries = read_display_class()
-        cpu_name = read_cpu_name()
     except ImportError:
         probe.miss("gpus (registry)", "winreg is unavailable (not running on Windows)")
-        entries, cpu_name = [], None
     except OSError as err:
-        probe.miss("gpus (registry)", f"registry: {err}")
-        entries, cpu_name = [], None
+        probe.miss("gpus (registry)", f"registry {DISPLAY_CLASS}: {err}")
+    try:
+        cpu_name = read_cpu_name()
+    except ImportError:
+        probe.miss("cpu.name", "winreg is unavailable (not running on Windows)")
+    except OSError as err:
+        probe.miss("cpu.name", f"registry {CPU_KEY}: {err}")
     if cpu_name:
         cpu_fields["name"] = cpu_name
         cpu_prov["name"] = f"registry HKLM\\{CPU_KEY} ProcessorNameString"

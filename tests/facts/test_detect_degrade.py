@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from facts import detect
 from facts.detect._probe import Probe
 from tests.facts.detect_helpers import copy_tree
@@ -51,3 +53,28 @@ def test_probe_run_on_a_tool_that_is_not_executable(tmp_path):
     probe = Probe(tmp_path, 1.0, {"PATH": str(tmp_path)})
     assert probe.run(["tool"], "x") is None
     assert "not found on PATH" in probe.absent[0].reason
+
+
+@pytest.mark.parametrize("junk", ["-1", "0", "", "0x", "twelve", "99999999999999999999999999", "\x00\xff"])
+@pytest.mark.parametrize("rel", [
+    "sys/class/drm/card1/device/mem_info_vram_total", "sys/class/drm/card1/device/mem_info_gtt_total",
+    "sys/class/drm/card1/device/vendor", "sys/class/drm/card1/device/device",
+    "sys/class/kfd/kfd/topology/nodes/1/properties", "proc/meminfo",
+])
+def test_junk_in_any_amd_or_memory_file_never_raises(tmp_path, rel, junk):
+    root = copy_tree("strix-halo-gtr9", tmp_path)
+    text = f"simd_count {junk}\nsimd_per_cu {junk}\ngfx_target_version {junk}\n" if rel.endswith("properties") else junk
+    (root / rel).write_text(text)
+    hw = detect(root=root, env={"PATH": ""}, platform="linux")
+    for gpu in hw.gpus:
+        assert gpu.dedicated_bytes is None or gpu.dedicated_bytes >= 0
+
+
+@pytest.mark.parametrize("junk", ["0", "-5", "max", "", "1.5"])
+def test_junk_cgroup_limits_never_raise(tmp_path, junk):
+    root = copy_tree("linux-this-machine", tmp_path)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "sys/fs/cgroup/memory.max").write_text(junk + "\n")
+    (root / "sys/fs/cgroup/cpu.max").write_text(f"{junk} {junk}\n")
+    hw = detect(root=root, env={"PATH": ""}, platform="linux")
+    assert hw.memory.total_bytes == 24684084 * 1024
