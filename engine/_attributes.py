@@ -12,6 +12,7 @@ from engine.errors import EngineError
 from engine.params import BACKENDS, RECIPES
 
 Kind = Literal["str", "int", "float", "bool", "set"]
+MAX_NUMBER = 2**53  # exact in JSON doubles (durable-rules parses numbers in C)
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class Attribute:
             return f"{self.name} takes numbers, got {_tname(value)} {value!r}"
         if self.kind == "int" and not isinstance(value, int):
             return f"{self.name} takes integers, got {value!r}"
-        if not math.isfinite(value):
-            return f"{self.name} takes finite numbers, got {value!r}"
+        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+            return f"{self.name} takes finite numbers within +-2**53, got {value!r}"
         return None
 
 
@@ -133,9 +134,10 @@ def validate_context(context: Mapping[str, Any],
         elif attr.kind == "bool":
             ok = isinstance(value, bool)
         elif attr.kind == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER
         else:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and abs(value) <= MAX_NUMBER)
             value = float(value) if ok else value
         if not ok:
             problems.append(f"{key}: expected {attr.kind}, got {_tname(value)} {value!r}")

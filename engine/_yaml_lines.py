@@ -13,12 +13,24 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans (`on`/`off`/`yes`/`no` stay strings) and no timestamps."""
 
 
+_REPLACED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int",
+             "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# numbers: YAML 1.1 ints and YAML 1.2 floats (1e3, -.5), without sexagesimal forms (`1:30` stays a string)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
 
 
 @dataclass
@@ -48,7 +60,13 @@ def _pos(mark: Any) -> tuple[int, int]:
 def parse(text: str) -> Parsed:
     """Compose, walk and construct one YAML document; YAML errors become located problems."""
     out = Parsed()
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        out.problems.append(((), line, col, "yaml_syntax", f"unacceptable character #x{err.character:04x}"))
+        return out
     try:
         node = loader.get_single_node()
         if node is None:
@@ -59,7 +77,9 @@ def parse(text: str) -> Parsed:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = _pos(mark) if mark is not None else (1, 1)
-        msg = " ".join(str(p) for p in (err.context, err.problem) if p)
+        msg = "; ".join(str(p) for p in (err.problem, err.context) if p)
+        if err.context and err.context_mark is not None and err.problem_mark is not None:
+            msg += f" started at line {err.context_mark.line + 1}"
         out.problems.append(((), line, col, "yaml_syntax", msg or "invalid YAML"))
     except yaml.YAMLError as err:
         out.problems.append(((), 1, 1, "yaml_syntax", str(err)))
@@ -106,7 +126,7 @@ def _walk(node: yaml.Node, path: tuple[Any, ...], out: Parsed, active: set[int])
             if kid in seen:
                 first = seen[kid]
                 out.problems.append((sub, *kpos, "duplicate_key",
-                                     f"duplicate key {key_node.value!r} (first at line {first[0]})"))
+                                     f"duplicate key {key_node.value!r} (first at {first[0]}:{first[1]})"))
                 continue
             seen[kid] = kpos
             out.key_marks.setdefault(sub, kpos)

@@ -204,8 +204,7 @@ def extra_args_problems(args: Sequence[str], backend: str | None) -> list[str]:
             i += 1
             continue
         if flag not in EXTRA_ARGS:
-            problems.append(f"{flag!r} is not an allowlisted llama-server argument "
-                            f"(allowed: {', '.join(sorted(EXTRA_ARGS))})")
+            problems.append(f"{flag!r} is not an allowlisted llama-server argument (engine.params.EXTRA_ARGS)")
             i += 1
             continue
         kind, backends = EXTRA_ARGS[flag]

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, KIND_OPS, Attribute
@@ -97,7 +98,7 @@ class _Rule(BaseModel):
     @classmethod
     def _non_empty(cls, v: Any) -> Any:
         if isinstance(v, dict) and not v:
-            raise ValueError("a rule must set at least one parameter")
+            raise PydanticCustomError("empty_set", "a rule must set at least one parameter")
         return v
 
 
@@ -163,7 +164,8 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
                     first_seen[rule_id] = (shown, line)
             rules.extend(file_rules)
     if errors:
-        raise RulebookError(errors)
+        order = {label: i for i, label in enumerate(dict.fromkeys(e.path for e in errors))}
+        raise RulebookError(sorted(errors, key=lambda e: (order[e.path], e.line, e.col)))
     rules = [_reindex(r, i) for i, r in enumerate(rules)]
     digest = hashlib.sha256()
     for label, raw in sorted(digest_parts):
@@ -252,6 +254,8 @@ def _from_pydantic(e: Mapping[str, Any], parsed: Parsed, shown: str, prefix: tup
         code = "unknown_parameter"
     elif code == "extra_forbidden":
         msg = f"unknown field {loc[-1]!r}"
+    elif code == "model_type" and len(loc) == 2:
+        msg = f"each rule should be a mapping (id, description, layer, when, set), got {type(e['input']).__name__}"
     line, col = parsed.mark(loc, prefer_key=code in ("extra_forbidden", "unknown_parameter"))
     return LocatedError(shown, line, col, _loc_str(loc), code, msg)
 
