@@ -61,6 +61,23 @@ def _pci_only_gpu(dev: dict[str, object], index: int, why: str) -> GPU:
                provenance={"pci_id": f"{src}/vendor,device", "name": f"synthesised from the PCI id ({why})"})
 
 
+def _jetson(probe: Probe, gpus: list[GPU]) -> list[GPU]:
+    """Jetson: NVML/nvidia-smi name every Orin "Orin (nvgpu)" (or are absent on JetPack 5); the device-tree
+    model names the module, and the GPU shares system RAM."""
+    model = (probe.read("/proc/device-tree/model") or "").replace("\x00", "").strip()
+    if "jetson" not in model.lower():
+        return gpus
+    src = "/proc/device-tree/model (Jetson module)"
+    upd = {"name": model, "unified": True, "integrated": True}
+    prov = {"name": src, "unified": src, "integrated": src}
+    nv = [g for g in gpus if g.vendor == "nvidia"]
+    if not nv:
+        probe.warn(f"{model}: GPU taken from the device tree (no NVML / nvidia-smi answer)")
+        return [*gpus, GPU(vendor="nvidia", index=0, provenance=prov, **upd)]  # type: ignore[arg-type]
+    return [g.model_copy(update={**upd, "provenance": {**g.provenance, **prov}})
+            if g.vendor == "nvidia" and ("nvgpu" in g.name or g.name.startswith("Orin")) else g for g in gpus]
+
+
 def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     """Everything Linux detection knows about the machine under `probe.root`."""
     osinfo = os_info(probe)
@@ -86,8 +103,9 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
         if nv is None and nv_pci:
             for d in nv_pci:
                 probe.warn(f"NVIDIA GPU {d['address']}: present, not usable (no NVML, no nvidia-smi)")
-            nv = [_pci_only_gpu(d, 0, "NVML and nvidia-smi unavailable") for d in nv_pci]
+            nv = [_pci_only_gpu(d, i, "NVML and nvidia-smi unavailable") for i, d in enumerate(nv_pci)]
         gpus.extend(nv or [])  # keep NVML / nvidia-smi indices: they are what CUDA_VISIBLE_DEVICES counts
+    gpus = _jetson(probe, gpus)
     for d in pci:  # the rest: GPUs no vendor probe described (Intel, AMD without amdgpu, ...)
         if d["vendor"] == 0x10DE or (d["vendor"] == 0x1002 and amd):
             continue

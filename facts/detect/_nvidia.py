@@ -162,7 +162,8 @@ def _nvml_values(probe: Probe) -> list[dict[str, object]] | None:
                 try:
                     v[key] = call(h)
                 except Exception as err:  # NOT_SUPPORTED on GB10 / Jetson memory
-                    probe.miss(f"gpus[{i}].{key}", f"NVML: {err}")
+                    field = {"uuid": "uuid", "cc": "arch", "pci": "pci_id", "mem": "dedicated_bytes"}[key]
+                    probe.miss(f"gpus[{i}].{field}", f"NVML {call.__name__}: {err}")
             uuid = v.pop("uuid", None)
             v["uuid"] = uuid.decode() if isinstance(uuid, bytes) else uuid
             if "pci" in v:

@@ -170,3 +170,12 @@ def test_arm64_cpuinfo_gives_neon_and_dotprod():
     assert hw.cpu.name is None
     assert any(a.fact == "cpu.name" and "model name" in a.reason for a in hw.absent)
     assert hw.memory.total_bytes == 1887304 * 1024 and hw.memory.nominal_gb == 2
+
+
+def test_jetson_gpu_comes_from_the_device_tree_model():
+    hw = detect(root=FIXTURES / "jetson-agx-orin", env=NO_TOOLS, platform="linux")
+    (gpu,) = hw.gpus
+    assert (gpu.vendor, gpu.name, gpu.unified) == ("nvidia", "NVIDIA Jetson AGX Orin Developer Kit", True)
+    assert gpu.marketing_name == "Jetson AGX Orin" and gpu.arch == "sm_87"  # catalog, by the model name
+    assert gpu.provenance["name"].startswith("/proc/device-tree/model")
+    assert any("device tree" in w for w in hw.warnings)
