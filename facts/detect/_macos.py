@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from facts.detect._memory import apple_working_set, nominal_gb
+from facts.detect._memory import apple_working_set
 from facts.detect._probe import Probe
 from facts.models import CPU, GPU, Memory, OSInfo
 
@@ -15,6 +15,11 @@ SYSCTL_NAMES = (
     "hw.optional.fma", "hw.optional.f16c", "kern.osproductversion", "sysctl.proc_translated",
     "iogpu.wired_limit_mb",
 )
+
+
+def mac_nominal_gb(memsize: int) -> int:
+    """hw.memsize is the installed RAM exactly (18, 36, 96 GB ... configurations exist): whole GiB, rounded up."""
+    return max(1, -(-memsize // (1 << 30)))
 
 
 def parse_sysctl(text: str) -> dict[str, str]:
@@ -138,7 +143,7 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     mem_prov: dict[str, str] = {}
     avail = None
     if memsize:
-        mem_prov = {"total_bytes": "sysctl hw.memsize", "nominal_gb": "sysctl hw.memsize rounded up"}
+        mem_prov = {"total_bytes": "sysctl hw.memsize", "nominal_gb": "sysctl hw.memsize (the installed RAM)"}
         if probe.live:
             import psutil
 
@@ -146,7 +151,7 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
             mem_prov["available_bytes"] = "psutil.virtual_memory().available"
     elif text is not None:
         probe.miss("memory.total_bytes", "sysctl printed no hw.memsize")
-    memory = Memory(total_bytes=memsize, available_bytes=avail, nominal_gb=nominal_gb(memsize) if memsize else None,
+    memory = Memory(total_bytes=memsize, available_bytes=avail, nominal_gb=mac_nominal_gb(memsize) if memsize else None,
                     provenance=mem_prov)
     gpus: list[GPU] = []
     out = probe.run(["system_profiler", "SPDisplaysDataType", "-json"], "gpus (system_profiler)")

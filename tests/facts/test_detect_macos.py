@@ -95,3 +95,9 @@ def test_darwin_garbage_json_degrades(tmp_path):
     assert hw.gpus == ()
     assert any(a.fact == "gpus (system_profiler)" and a.reason.startswith("unparsable output") for a in hw.absent)
     assert hw.memory.total_bytes == 128 * GIB  # sysctl still answered
+
+
+@pytest.mark.parametrize(("gib", "nominal"), [(8, 8), (18, 18), (36, 36), (96, 96), (128, 128)])
+def test_mac_nominal_ram_is_the_installed_size(gib, nominal):
+    # Apple sells 18 / 36 / 96 GB configurations; hw.memsize reports the installed RAM exactly
+    assert _macos.mac_nominal_gb(gib * GIB) == nominal
