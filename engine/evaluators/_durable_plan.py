@@ -1,0 +1,228 @@
+"""Compile rule IR to durable-rules patterns and shards, without importing durable (lint uses it too).
+
+The capacity model follows ../shared/research/rules-engine.md §1.5 and measurements made for this
+module: a ruleset holds at most 4,096 rules (we use 1,000), at most 255 rules may end on one
+identical pattern, at most 511 distinct tests may hang under one node, and while one fact is
+asserted at most 64 matched nodes may be pending at once (error 303): hashed equality children count
+one per distinct key, every non-equality test (ne, ranges, exists, missing) counts. `in` conditions
+are expanded into equality-only variants so they stay hashed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import ir
+from engine._attributes import CONTEXT_ATTRIBUTES, Attribute
+from engine.errors import EngineError
+
+END_PRI = 65535
+SHARD_RULES = 1000  # well under the 4,096 cap and the ~4,065-rule cliff
+MAX_PATTERN_RULES = 200  # rules ending on one identical pattern (durable: 255)
+MAX_CHILDREN = 400  # distinct tests under one node (durable: 511, then registration hangs)
+MAX_STACK = 56  # worst-case simultaneously matched nodes on one path (durable: 64, error 303)
+MAX_VARIANTS = 64  # `in` conditions expand into at most this many equality-only patterns per rule
+NEVER: Any = object()
+
+
+class CompileError(EngineError, ValueError):
+    """A rulebook durable-rules cannot hold (salience outside 0..65534, a rule too complex)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("cannot compile the rulebook for durable-rules:\n" + "\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------- patterns
+
+Test = tuple[str, str, Any]  # (durable op or "=", key, value); hashed when op == "="
+
+
+def _compatible(attr: Attribute, value: Any) -> bool:
+    if attr.kind in ("str", "set"):
+        return isinstance(value, str)
+    if attr.kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Keys:
+    """Fact keys: scalars keep their name; a set attribute `a` becomes `a` (present) plus `a__<n>`."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, dict[str, str]] = {}
+
+    def member(self, attr: str, value: str) -> str:
+        table = self.members.setdefault(attr, {})
+        return table.setdefault(value, f"{attr}__{len(table)}")
+
+
+def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
+    """Each condition -> a list of alternative test tuples (OR of ANDs), or NEVER."""
+    op, a, v = cond.op, cond.attr, cond.value
+    if op == "exists":
+        return [(("$ex", a, 1),)]
+    if op == "missing":
+        return [(("$nex", a, 1),)]
+    values = tuple(v) if op in ("in", "not_in") else (v,)
+    ok = [x for x in values if _compatible(attr, x)]
+    if attr.kind == "float":
+        ok = [float(x) for x in ok]
+    if attr.kind == "set":
+        if op in ("eq", "contains", "in"):
+            return [(("=", keys.member(a, x), True),) for x in dict.fromkeys(ok)] or NEVER
+        if op in ("ne", "not_in"):
+            return [(("=", a, True), *(("$nex", keys.member(a, x), 1) for x in dict.fromkeys(ok)))]
+        return NEVER  # ordering on a set never holds
+    if op in ("eq", "in"):
+        return [(("=", a, x),) for x in dict.fromkeys(ok)] or NEVER
+    if op in ("ne", "not_in"):
+        return [(("$ex", a, 1), *(("$neq", a, x) for x in dict.fromkeys(ok)))]
+    if op == "contains" or attr.kind not in ("int", "float") or not ok:
+        return NEVER
+    return [((f"${'lte' if op == 'le' else 'gte' if op == 'ge' else op}", a, ok[0]),)]
+
+
+def _variants(rule: ir.Rule, attrs: Mapping[str, Attribute], keys: _Keys, rank: Mapping[str, int]) -> Any:
+    """The rule as a list of test sequences (equalities first, in a global order), or NEVER."""
+    per_cond = []
+    for cond in rule.when:
+        attr = attrs.get(cond.attr)
+        if attr is None:
+            return NEVER if cond.op != "missing" else None
+        alts = _alternatives(cond, attr, keys)
+        if alts is NEVER:
+            return NEVER
+        per_cond.append(alts)
+    total = 1
+    for alts in per_cond:
+        total *= len(alts)
+    if total > MAX_VARIANTS:
+        raise CompileError([f"{rule.source} {rule.id}: `in` lists expand to {total} patterns "
+                            f"(durable limit here: {MAX_VARIANTS}); split the rule"])
+    out = []
+    for combo in itertools.product(*per_cond):
+        tests = dict.fromkeys(t for alt in combo for t in alt)
+        out.append(tuple(sorted(tests, key=lambda t: (t[0] != "=", rank.get(t[1].split("__")[0], 99),
+                                                      t[1], t[0], repr(t[2])))))
+    return out
+
+
+def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
+    items: list[dict[str, Any]] = [{"t": "ctx"}]
+    for op, key, value in tests:
+        items.append({key: value} if op == "=" else {op: {key: value}})
+    return {"$and": items} if len(items) > 1 else items[0]
+
+
+# ---------------------------------------------------------------------------------------- sharding
+
+@dataclass
+class _Node:
+    """A test node of the shard's network (patterns share prefixes, as durable's alpha network does)."""
+
+    children: dict[Test, _Node] = field(default_factory=dict)
+    attrs: set[str] = field(default_factory=set)  # keys of hashed children (one value per key matches)
+    others: int = 0  # non-hashed children (all may match at once)
+    maxchild: int = 0  # max `best` over the children
+    best: int = 0  # worst-case matched nodes on a path from here down (durable's stack)
+    rules: int = 0  # rules whose pattern ends here
+
+
+@dataclass
+class Shard:
+    """One ruleset: at most SHARD_RULES patterns, each node and path inside durable's limits."""
+
+    root: _Node = field(default_factory=_Node)
+    entries: list[tuple[int, tuple[Test, ...]]] = field(default_factory=list)
+
+    def fits(self, tests: tuple[Test, ...]) -> bool:
+        if len(self.entries) >= SHARD_RULES:
+            return False
+        nodes: list[_Node | None] = []
+        node: _Node | None = self.root
+        for t in tests:
+            nodes.append(node)
+            node = node.children.get(t) if node is not None else None
+        if node is not None and node.rules >= MAX_PATTERN_RULES:
+            return False
+        child_best = node.best if node is not None else 0
+        for n, t in zip(reversed(nodes), reversed(tests), strict=True):
+            if n is None:  # a new node: its only child is the next test
+                child_best += 1
+                continue
+            new = t not in n.children
+            if new and len(n.children) >= MAX_CHILDREN:
+                return False
+            hashed = len(n.attrs) + (1 if new and t[0] == "=" and t[1] not in n.attrs else 0)
+            others = n.others + (1 if new and t[0] != "=" else 0)
+            child_best = hashed + others + max(n.maxchild, child_best)
+        return child_best <= MAX_STACK
+
+    def add(self, pos: int, tests: tuple[Test, ...]) -> None:
+        path, node = [self.root], self.root
+        for t in tests:
+            child = node.children.get(t)
+            if child is None:
+                child = node.children[t] = _Node()
+                if t[0] == "=":
+                    node.attrs.add(t[1])
+                else:
+                    node.others += 1
+            node = child
+            path.append(node)
+        node.rules += 1
+        below = node.best
+        for n in reversed(path[:-1]):
+            n.maxchild = max(n.maxchild, below)
+            n.best = below = len(n.attrs) + n.others + n.maxchild
+        self.entries.append((pos, tests))
+
+
+# ---------------------------------------------------------------------------------------- plan
+
+@dataclass
+class Plan:
+    """Shards of (rule position, tests); `always` = rules matched in Python; `keys` = set-member keys."""
+
+    shards: list[Shard]
+    always: list[int]
+    keys: _Keys
+
+
+def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = None) -> Plan:
+    """Range-check salience, expand and order every rule's tests, and shard within durable's limits."""
+    attrs = CONTEXT_ATTRIBUTES if attributes is None else attributes
+    problems = [f"{r.source} {r.id}: salience {r.salience} outside 0..{ir.SALIENCE_MAX}"
+                for r in rulebook.rules if not 0 <= r.salience <= ir.SALIENCE_MAX]
+    if problems:
+        raise CompileError(problems)
+    card: dict[str, set[Any]] = {}
+    for r in rulebook.rules:
+        for c in r.when:
+            card.setdefault(c.attr, set()).add(repr(c.value))
+    rank = {a: i for i, a in enumerate(sorted(card, key=lambda a: (len(card[a]), a)))}
+    keys = _Keys()
+    shards: list[Shard] = []
+    always: list[int] = []
+    for pos, rule in enumerate(rulebook.rules):
+        variants = _variants(rule, attrs, keys, rank)
+        if variants is None:
+            always.append(pos)
+            continue
+        if variants is NEVER:
+            continue
+        for tests in variants:
+            for shard in shards:  # first fit: deterministic
+                if shard.fits(tests):
+                    break
+            else:
+                shard = Shard()
+                if not shard.fits(tests):
+                    raise CompileError([f"{rule.source} {rule.id}: pattern too wide for durable-rules"])
+                shards.append(shard)
+            shard.add(pos, tests)
+    return Plan(shards=shards or [Shard()], always=always, keys=keys)
