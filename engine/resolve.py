@@ -213,10 +213,11 @@ def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -
 
     A user override is kept as asked, with a note when the memory fit disagrees.
     """
-    for line in getattr(fit, "notes", ()):
-        rec.emit("note", rule_id="memory-fit", message=str(line))
-    if getattr(fit, "estimated", False):
-        rec.emit("note", rule_id="memory-fit", message="some model sizes are estimated, not read from the file")
+    notes = [str(line) for line in getattr(fit, "notes", ())]
+    if getattr(fit, "estimated", False) and not any("estimated" in n for n in notes):
+        notes.append("estimated: some model sizes are guessed, not read from a GGUF header")
+    for line in notes:
+        rec.emit("note", rule_id="memory-fit", message=line)
     changed = dict(getattr(fit, "changed", {}) or {})
     new_params = getattr(fit, "params", {}) or {}
     for parameter in MEMORY_PARAMS:
@@ -224,6 +225,8 @@ def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -
         if d is None or parameter not in new_params or new_params[parameter] == d.value:
             continue
         value = new_params[parameter]
+        if parameter == "n_cpu_moe" and d.value == "default" and value == 0:
+            continue  # no expert on the CPU is llama.cpp's default: keep emitting no flag
         reason = changed.get(parameter, (d.value, value, "memory fit"))[2]
         if d.rule_id == USER_OVERRIDE_ID:
             rec.emit("note", rule_id="memory-fit", parameter=parameter, value=value,

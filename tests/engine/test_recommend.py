@@ -146,3 +146,15 @@ def test_every_parameter_resolves_for_any_valid_facts(hw, model):
     assert not set(opts["llamacpp_args"].split()) & RESERVED_FLAGS
     if "backends" in rec.context:
         assert opts["llamacpp_backend"] in rec.context["backends"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(hardware_facts(), model_facts())
+def test_with_the_memory_fit_every_value_is_concrete_and_renderable(hw, model):
+    rec = recommend(hw, model)
+    note("\n".join(str(e) for e in rec.trace))
+    opts = rec.recipe_options()
+    assert isinstance(opts["ctx_size"], int)
+    assert not set(opts["llamacpp_args"].split()) & RESERVED_FLAGS
+    for p in ("n_gpu_layers", "n_cpu_moe"):
+        assert rec.decisions[p].value != "auto"
