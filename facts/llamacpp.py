@@ -216,7 +216,7 @@ def from_llama_devices(text: str, *, source: str = "llama-devices") -> HardwareF
     for n, raw in enumerate(text.splitlines(), start=1):
         reader.feed(raw, n)
     gpus = [_build(d, label) for _, d in sorted(reader.devs.items(), key=lambda kv: kv[1].lines[0])]
-    metal = _metal(reader, label)
+    metal = None if any(b == "MTL" for b, _ in reader.devs) else _metal(reader, label)
     if metal is not None:
         gpus.append(metal)
     if not gpus and not reader.header:

@@ -57,6 +57,15 @@ def test_metal_comma_decimals_without_device_name():
     assert g.vendor == "apple" and g.shared_bytes == 73_728_000_000
 
 
+def test_current_metal_lines_and_list_device_are_one_gpu():
+    init = ("ggml_metal_init: found device: Apple M3 Max\n"
+            "ggml_metal_device_init: recommendedMaxWorkingSetSize  = 51539.61 MB\n")
+    (g,) = from_llama_devices(init).gpus
+    assert g.shared_bytes == 51_539_610_000 and g.unified is True  # ggml prints bytes / 1e6 as "MB"
+    (g,) = from_llama_devices(init + "Available devices:\n  MTL0: Apple M3 Max (49152 MiB, 49151 MiB free)\n").gpus
+    assert g.llama_devices == ("MTL0",) and g.shared_bytes == 48 * GIB and g.vendor == "apple"
+
+
 def test_rocm_windows_apu_total_is_the_shared_pool():
     (g,) = parse("rocm-890m-windows.txt").gpus
     assert g.marketing_name == "Radeon 890M" and g.arch == "gfx1150"
