@@ -156,22 +156,23 @@ class _Builder:
         if available is not True or not name:
             return  # placeholder ("No NVIDIA discrete GPU found") or a device Lemonade could not use
         g: dict[str, Any] = {"vendor": vendor, "name": name, "provenance": {"name": self.prov(f"{path}.name")}}
-        arch = None
+        arch, arch_key = None, None
         if vendor == "amd":
-            arch = kfd_to_gfx(name)
-            if arch is None and family and not family.lower().endswith("x"):
-                arch = family
-            if arch is None and family:
+            if kfd_to_gfx(name):
+                arch, arch_key = kfd_to_gfx(name), "name"  # Linux: the KFD gfx_target_version
+            elif family and not family.lower().endswith("x"):
+                arch, arch_key = family, "family"
+            elif family:
                 g["_arch_hint"] = family  # Lemonade's wildcard family (gfx110X): narrows the catalog match
         elif vendor == "nvidia":
             if cc and re.fullmatch(r"\d+\.\d+", cc):
                 major, minor = cc.split(".")
-                arch = f"sm_{major}{minor}"
+                arch, arch_key = f"sm_{major}{minor}", "compute_capability"
             elif family and family.startswith("sm_"):
-                arch = family
+                arch, arch_key = family, "family"
         if arch:
             g["arch"] = arch
-            g["provenance"]["arch"] = self.prov(f"{path}.{'compute_capability' if cc else 'name' if kfd_to_gfx(name) else 'family'}")
+            g["provenance"]["arch"] = self.prov(f"{path}.{arch_key}")
         integrated = integ if integ is not None else integrated
         if integrated is not None:
             g["integrated"] = integrated
@@ -300,8 +301,10 @@ def from_system_info(doc: dict[str, Any] | str | bytes, *, source: str = "system
         raise FactsInputError(source, d.problems, kind=KIND)
 
     os_info = _os(os_version, label)
-    cpu_prov = {k: label + ":" + p for k, p in (("name", "devices.cpu.name"), ("physical_cores", "devices.cpu.cores"),
-                                                 ("threads", "devices.cpu.threads")) if cpu_obj.get(p.split(".")[-1])}
+    cpu_prov = {field: f"{label}:devices.cpu.{key}" for field, key in
+                (("name", "name"), ("physical_cores", "cores"), ("threads", "threads")) if cpu_obj.get(key)}
+    if "name" not in cpu_prov and processor:
+        cpu_prov["name"] = f"{label}:Processor"
     cpu = CPU(name=cpu_name, arch=_cpu_arch(family, cpu_name),
               physical_cores=cores if cores and cores > 0 else None,
               threads=threads if threads and threads > 0 else None, provenance=cpu_prov)
