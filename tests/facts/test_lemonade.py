@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facts import FactsInputError, from_system_info
 from facts.lemonade import kfd_to_gfx, nominal_gb, parse_size_gib
@@ -183,3 +185,32 @@ def test_input_is_not_mutated():
     before = copy.deepcopy(doc)
     from_system_info(doc)
     assert doc == before
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**12) | st.floats(allow_nan=False)
+                     | st.text(max_size=12),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                     max_leaves=12)
+_KEYS = st.sampled_from(["vram_gb", "virtual_mem_gb", "name", "family", "available", "integrated",
+                         "compute_capability", "index", "uuid", "state", "devices", "cores", "threads"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_damage_to_a_real_document_gives_facts_or_a_located_input_error(data):
+    doc = load(data.draw(st.sampled_from(sorted(p.name for p in DOCS.glob("*.json")))))
+    # walk to a random object inside the document and overwrite one key with arbitrary JSON
+    node = doc
+    for _ in range(data.draw(st.integers(0, 4))):
+        children = [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, (dict, list)) and v]
+        if not children:
+            break
+        node = data.draw(st.sampled_from(children))
+    if isinstance(node, dict):
+        node[data.draw(st.one_of(_KEYS, st.sampled_from(sorted(node) or ["x"])))] = data.draw(_JSON)
+    try:
+        hw = from_system_info(json.dumps(doc))
+    except FactsInputError as err:
+        assert err.problems and all(isinstance(p, str) and "\n" not in p for p in err.problems)
+    else:
+        assert hw.source.startswith("system-info")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facts import GPU, FactsInputError, HardwareFacts, from_llama_devices, from_system_info, merge
 
@@ -144,3 +146,28 @@ def test_merge_keeps_different_cards_and_resolves_absent_facts():
     assert hw.gpus[0].shared_bytes == 16384 * MIB
     assert not any(a.fact == "gpus[0].shared_bytes" for a in hw.absent)  # now known
     assert merge() == HardwareFacts()
+
+
+_LINES = st.sampled_from([
+    "Available devices:", "  Vulkan0: NVIDIA GeForce RTX 2060 (6144 MiB, 5136 MiB free)",
+    "ggml_vulkan: 0 = AMD Radeon Graphics (RADV GFX1151) (radv) | uma: 1 | fp16: 1",
+    "  Device 0: NVIDIA GeForce RTX 3080 Ti, compute capability 8.6, VMM: yes, VRAM: 11909 MiB",
+    "  Device 0: AMD Radeon(TM) Graphics, gfx1151 (0x1151), VMM: no, Wave Size: 32",
+    "ggml_cuda_init: found 1 ROCm devices:", "ggml_metal_init: found device: Apple M3 Max",
+    "recommendedMaxWorkingSetSize  = 51539,61 MB", "ROCm0: AMD Radeon(TM) Graphics (110511 MiB, 110357 MiB free)",
+    "CUDA1: x (0 MiB)", "MTL0: Apple M1 (5461 MiB)",
+])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_LINES, st.text(max_size=40)), max_size=8), st.text(max_size=12))
+def test_any_text_gives_facts_or_an_input_error(lines, prefix):
+    text = "\n".join(prefix + line for line in lines)
+    try:
+        hw = from_llama_devices(text)
+    except FactsInputError as err:
+        assert err.kind == "llama-devices"
+    else:
+        assert all(g.llama_devices for g in hw.gpus)
+        labels = [d for g in hw.gpus for d in g.llama_devices]
+        assert len(labels) == len(set(labels))  # each llama.cpp device lands in exactly one GPU
