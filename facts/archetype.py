@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 
 from facts.models import GPU, Archetype, HardwareFacts
 
@@ -110,7 +109,8 @@ def _estimate_tier(g: GPU, family: str | None, memclass: str, bucket: int) -> tu
     same = [r for r in fam_rows if ("unified" if r.unified else "discrete") == memclass
             and any(bucket_gb(v) == bucket for v in r.vram_gb)]
     if same:
-        tier = int(statistics.median_low(sorted(bw_tier(r.spec_bandwidth_gbs) for r in same)))
+        tiers = sorted(bw_tier(r.spec_bandwidth_gbs) for r in same)
+        tier = tiers[(len(tiers) - 1) // 2]  # median, the lower middle on ties
         return tier, f"bandwidth tier estimated: median of {len(same)} {family} {memclass} {bucket} GB parts"
     if fam_rows:
         tier = min(bw_tier(r.spec_bandwidth_gbs) for r in fam_rows)
