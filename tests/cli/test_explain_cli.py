@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STRIX = ROOT / "tests" / "fixtures" / "system-info" / "strix-halo-128gb-linux.json"
+STARTER = str(ROOT / "rulebook" / "defaults")  # the starter rulebook alone: Lemonade's behaviour
 GOLDEN_BOOK = ROOT / "tests" / "golden" / "rulebook"
 
 
@@ -36,12 +37,22 @@ def test_levels_in_json():
 
 
 def test_text_default_level_is_decisions_and_why_not_lists_misses():
-    p = explain()
+    p = explain("--rulebook", STARTER)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("explain (decisions)") and "overrode:" not in p.stdout
     assert "  backend = vulkan\n    from recipe-default rule lemonade-default-vulkan" in p.stdout
-    p = explain("--level", "why-not")
+    p = explain("--level", "why-not", "--rulebook", STARTER)
     assert p.returncode == 0, p.stderr
     assert "did not match" in p.stdout and "lemonade_default == 'cuda' failed (context: vulkan)" in p.stdout
     p = explain("--level", "everything")
     assert p.returncode == 2 and "invalid choice" in p.stderr
+
+
+def test_shipped_rulebook_explains_its_evidence():
+    p = explain("--json", "--level", "full")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    winner = doc["params"]["backend"]["rule"]
+    assert any(m["rule_id"] == winner for m in doc["matched"])
+    if doc["expected"] is not None:
+        assert doc["expected"]["rule_id"] == winner and doc["expected"]["tokens_per_s"] > 0

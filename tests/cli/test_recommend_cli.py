@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSINFO = ROOT / "tests" / "fixtures" / "system-info"
+STARTER = str(ROOT / "rulebook" / "defaults")  # the starter rulebook alone: Lemonade's behaviour
 
 
 def engine(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -18,7 +19,7 @@ def engine(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 def test_text_output_shows_archetype_options_and_table():
     p = engine("recommend", "--model", "Qwen3-4B-GGUF", "--system-info", str(SYSINFO / "rtx-4090-desktop-linux.json"),
-               "--no-memory-fit")
+               "--no-memory-fit", "--rulebook", STARTER)
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert out.startswith("archetype: nvidia-")
@@ -31,6 +32,7 @@ def test_json_envelope_from_stdin_with_overrides_on_the_python_engine():
     doc = (SYSINFO / "strix-halo-128gb-linux.json").read_text()
     p = engine("recommend", "--model", "Qwen3-4B-GGUF", "--system-info", "-", "--json", "--engine", "python",
                "--set", "ctx_size=16384", "--set", "extra_args=--no-warmup --cache-reuse 256", "--no-memory-fit",
+               "--rulebook", STARTER,
                stdin=doc)
     assert p.returncode == 0, p.stderr
     env = json.loads(p.stdout)

@@ -1,6 +1,6 @@
 """Table-driven cases (tests/cases/*.yaml: note, facts, model, want) on both evaluators.
 
-A case: `facts` is a system-info fixture file name or inline HardwareFacts; `model` a registry name or
+A case: `rulebook` is `defaults` (the starter rulebook alone) or `bundled` (default); `facts` is a system-info fixture file name or inline HardwareFacts; `model` a registry name or
 inline ModelFacts; optional `scenario`, `overrides`, `memory_fit` (default false); `want` holds
 `recipe_options` (compared key by key) and `decisions` (param: value, or {value, layer, rule}).
 """
@@ -14,12 +14,15 @@ import yaml
 
 from engine.evaluators import durable_available
 from engine.recommend import recommend
+from engine.rulebook import bundled_root, load_rulebook
 from facts.lemonade import from_system_info
 from facts.models import HardwareFacts, ModelFacts
 from facts.registry import resolve_model_spec
 
 TESTS = Path(__file__).resolve().parents[1]
-CASE_KEYS = {"note", "facts", "model", "want", "scenario", "overrides", "memory_fit"}
+CASE_KEYS = {"note", "facts", "model", "want", "scenario", "overrides", "memory_fit", "rulebook"}
+# `rulebook: defaults` = the starter rulebook alone (Lemonade's behaviour); `bundled` (default) = all of it
+BOOKS = {"defaults": load_rulebook(bundled_root() / "defaults"), "bundled": None}
 
 
 def load_cases() -> list:
@@ -59,6 +62,7 @@ def test_there_are_cases_in_every_file():
 def test_case(case, evaluator):
     rec = recommend(hardware(case["facts"]), model(case["model"]), scenario=case.get("scenario", "chat"),
                     evaluator=evaluator, overrides=case.get("overrides"),
+                    rulebook=BOOKS[case.get("rulebook", "bundled")],
                     memory_fit=case.get("memory_fit", False))
     assert rec.evaluator == evaluator
     want = case["want"]

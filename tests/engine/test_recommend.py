@@ -12,7 +12,7 @@ from engine import ir
 from engine.errors import UsageError
 from engine.params import PARAMETERS, RESERVED_FLAGS
 from engine.recommend import SCENARIOS, recommend, validate_overrides
-from engine.rulebook import load_rulebook
+from engine.rulebook import bundled_root, load_rulebook
 from facts.lemonade import from_system_info
 from facts.models import HardwareFacts, ModelFacts
 from tests.strategies import hardware_facts, model_facts
@@ -22,6 +22,7 @@ SYSINFO = ROOT / "tests" / "fixtures" / "system-info"
 SHARED = ROOT / ".." / "shared" / "lemonade"
 SIX = ("strix-halo-128gb-linux.json", "radeon-780m-laptop-windows.json", "rx-7900-xtx-desktop-linux.json",
        "rtx-4090-desktop-linux.json", "apple-m3-max-64gb-macos.json", "cpu-only-linux.json")
+STARTER = load_rulebook(bundled_root() / "defaults")  # Lemonade's behaviour, no curated rules
 MODEL = ModelFacts(name="Qwen3-8B-GGUF", recipe="llamacpp", params_b=8.2, quant="Q4_K_M",
                    file_bytes=5 * 2**30, trained_ctx=40960, architecture="qwen3")
 
@@ -34,7 +35,7 @@ def sysinfo(name: str) -> tuple[dict, HardwareFacts]:
 @pytest.mark.parametrize("name", SIX)
 def test_starter_rulebook_answers_what_lemonade_does_today(name):
     doc, hw = sysinfo(name)
-    opts = recommend(hw, MODEL, memory_fit=False).recipe_options()
+    opts = recommend(hw, MODEL, rulebook=STARTER, memory_fit=False).recipe_options()
     assert opts == {"llamacpp_backend": doc["recipes"]["llamacpp"]["default_backend"], "llamacpp_args": "",
                     "ctx_size": -1}
 
@@ -44,24 +45,27 @@ def test_without_lemonades_own_answer_the_preference_rules_reproduce_it(name):
     """§1.4: first installed row in preference order, else first supported row."""
     doc, hw = sysinfo(name)
     bare = hw.model_copy(update={"default_backends": {}})
-    rec = recommend(bare, MODEL, memory_fit=False)
+    rec = recommend(bare, MODEL, rulebook=STARTER, memory_fit=False)
     assert rec.decisions["backend"].value == doc["recipes"]["llamacpp"]["default_backend"]
     assert rec.decisions["backend"].rule_id.startswith("llamacpp-")
 
 
 def test_other_recipes_render_their_own_option_keys():
     _, hw = sysinfo("strix-halo-128gb-linux.json")
-    assert recommend(hw, ModelFacts(name="v", recipe="vllm"), memory_fit=False).recipe_options() == {
+    assert recommend(hw, ModelFacts(name="v", recipe="vllm"), rulebook=STARTER,
+                     memory_fit=False).recipe_options() == {
         "vllm_backend": "rocm", "vllm_args": "", "ctx_size": -1}
-    assert recommend(hw, ModelFacts(name="f", recipe="flm"), memory_fit=False).recipe_options() == {
+    assert recommend(hw, ModelFacts(name="f", recipe="flm"), rulebook=STARTER,
+                     memory_fit=False).recipe_options() == {
         "flm_args": "", "ctx_size": -1}
-    assert recommend(hw, ModelFacts(name="w", recipe="whispercpp"), memory_fit=False).recipe_options() == {
+    assert recommend(hw, ModelFacts(name="w", recipe="whispercpp"), rulebook=STARTER,
+                     memory_fit=False).recipe_options() == {
         "whispercpp_backend": "vulkan", "whispercpp_args": ""}
 
 
 def test_user_overrides_win_and_render_as_llama_flags():
     _, hw = sysinfo("rtx-4090-desktop-linux.json")
-    rec = recommend(hw, MODEL, memory_fit=False, overrides={
+    rec = recommend(hw, MODEL, rulebook=STARTER, memory_fit=False, overrides={
         "backend": "vulkan", "ctx_size": 16384, "n_gpu_layers": "all", "flash_attn": "on",
         "extra_args": ["--no-warmup"]})
     assert rec.recipe_options() == {"llamacpp_backend": "vulkan", "ctx_size": 16384,
@@ -104,7 +108,7 @@ def test_equal_inputs_hit_the_cache_and_different_inputs_do_not():
 
 
 def _book_with(*extra: ir.Rule) -> ir.Rulebook:
-    base = load_rulebook()
+    base = STARTER
     rules = tuple(ir.Rule(r.id, r.description, r.layer, r.priority, r.when, r.set, r.source, i, r.evidence)
                   for i, r in enumerate((*base.rules, *extra)))
     return ir.Rulebook(rules, digest=base.digest + "+" + "+".join(r.id for r in extra))
@@ -122,7 +126,21 @@ def test_expected_speed_comes_from_the_winning_backend_rules_evidence():
     assert rec.expected is not None
     assert (rec.expected.tokens_per_s, rec.expected.metric, rec.expected.n, rec.expected.rule_id) == (
         51.2, "tg128", 14, "strix-vulkan")
-    assert recommend(hw, MODEL, memory_fit=False).expected is None  # starter rules carry no evidence
+    assert recommend(hw, MODEL, rulebook=STARTER, memory_fit=False).expected is None  # no evidence there
+
+
+def test_on_the_shipped_rulebook_expected_speed_is_the_backend_winners_evidence():
+    from engine.recommend import default_rulebook
+
+    by_id = {r.id: r for r in default_rulebook().rules}
+    for name in SIX:
+        rec = recommend(sysinfo(name)[1], MODEL, memory_fit=False)
+        ev = by_id[rec.decisions["backend"].rule_id].evidence
+        if ev is not None and not ev.none and ev.median_tps is not None:
+            assert rec.expected is not None and rec.expected.tokens_per_s == ev.median_tps
+            assert rec.expected.rule_id == rec.decisions["backend"].rule_id
+        else:
+            assert rec.expected is None
 
 
 def test_memory_fit_makes_ctx_size_concrete():
