@@ -183,3 +183,15 @@ def test_unified_and_cpu_bucket_is_monotone_in_nominal_ram(hw, a_gb, b_gb):
     large = classify(hw.model_copy(update={"gpus": gpus, "memory": Memory(nominal_gb=hi)}))
     assert small.memclass == large.memclass
     assert small.bucket_gb <= large.bucket_gb
+
+
+def test_unknown_card_of_a_known_family_takes_the_median_tier_of_its_peers():
+    hw = HardwareFacts(gpus=(GPU(vendor="nvidia", name="NVIDIA Engineering Sample", family="ada",
+                                 dedicated_bytes=16 * GIB),))
+    a = classify(hw)
+    # Ada 16 GB rows: 4060 Ti (bw2), 4090 Laptop (bw3), 4070 Ti SUPER (bw3), 4080 (bw4), 4080 SUPER (bw4)
+    assert a.id == "nvidia-ada-discrete-16gb-bw3" and a.confidence == "low"
+    assert any("median of 5" in r for r in a.reasons)
+    # with the compute capability known, gpus.csv resolves it to those 5 rows and takes the slowest (README rule)
+    b = classify(hw.model_copy(update={"gpus": (hw.gpus[0].model_copy(update={"arch": "sm_89"}),)}))
+    assert b.id == "nvidia-ada-sm_89-discrete-16gb-bw2" and b.confidence == "medium"
