@@ -189,9 +189,11 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
         n_tensors = cur.u64("tensor count")
         n_kv = cur.u64("metadata count")
         if n_tensors > 10_000_000 or n_tensors * 24 > file_size:
-            raise cur.fail(f"implausible tensor count {n_tensors}", 8)
+            raise cur.fail(f"tensor count {n_tensors} needs at least {n_tensors * 24} header bytes but the file "
+                           f"has {file_size} (truncated or corrupt)", 8)
         if n_kv > 1_000_000 or n_kv * 12 > file_size:
-            raise cur.fail(f"implausible metadata count {n_kv}", 16)
+            raise cur.fail(f"metadata count {n_kv} needs at least {n_kv * 12} header bytes but the file has "
+                           f"{file_size} (truncated or corrupt)", 16)
         header = GGUFHeader(source, version, file_size)
         for i in range(n_kv):
             key = cur.string(f"metadata[{i}] key")

@@ -156,6 +156,14 @@ def model_facts_from_header(header: GGUFHeader, name: str | None = None) -> Mode
         "ssm_time_step_rank": get("ssm.time_step_rank") if isinstance(get("ssm.time_step_rank"), int) else None,
         "provenance": {"*": f"gguf:{src}"},
     }
+    ff = get("feed_forward_length")
+    ff_max = max(ff) if isinstance(ff, tuple) and ff else ff
+    if isinstance(ff_max, int) and ff_max > 0:
+        facts["feed_forward_length"] = ff_max
+    ffe = get("expert_feed_forward_length")
+    ffe_max = max(ffe) if isinstance(ffe, tuple) and ffe else ffe
+    if isinstance(ffe_max, int) and ffe_max > 0:
+        facts["expert_feed_forward_length"] = ffe_max
     vocab = pos_int("vocab_size")
     tokens = md.get("tokenizer.ggml.tokens")
     if vocab is None and isinstance(tokens, (SkippedArray, tuple)):

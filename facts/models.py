@@ -165,6 +165,8 @@ class ModelFacts(Fact):
     kv_layers: tuple[bool, ...] = ()  # per layer: owns KV cells (empty = every non-recurrent layer)
     recurrent_r_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (conv)
     recurrent_s_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (state)
+    feed_forward_length: int | None = Field(default=None, ge=0)  # largest dense FFN width over layers
+    expert_feed_forward_length: int | None = Field(default=None, ge=0)  # MoE: per-expert FFN width
     layer_bytes: tuple[int, ...] = ()  # weight bytes per block (GGUF tensor infos), when known
     expert_bytes: tuple[int, ...] = ()  # per block: bytes of the *_exps tensors (MoE)
     output_bytes: int | None = Field(default=None, ge=0)  # token embedding + output head + norms

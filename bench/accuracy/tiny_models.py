@@ -27,6 +27,7 @@ class Spec:
     n_ff: int = 128
     n_ctx_train: int = 8192
     extra: dict[str, Any] = field(default_factory=dict)
+    matrix_type: str = "F16"  # deepseek2's MLA graph needs F32 weights on the CPU backend at these sizes
     build: Callable[[Spec, Callable[[str, tuple[int, ...]], None]], None] | None = None
 
 
@@ -46,8 +47,8 @@ def _attn(spec: Spec, add: Callable[[str, tuple[int, ...]], None], il: int, qk_n
         add(f"blk.{il}.attn_q_norm.weight", (hd,))
         add(f"blk.{il}.attn_k_norm.weight", (hd,))
     if post_norm:
-        add(f"blk.{il}.attn_post_norm.weight", (e,))
-        add(f"blk.{il}.ffn_post_norm.weight", (e,))
+        add(f"blk.{il}.post_attention_norm.weight", (e,))
+        add(f"blk.{il}.post_ffw_norm.weight", (e,))
 
 
 def _ffn(spec: Spec, add: Callable[[str, tuple[int, ...]], None], il: int) -> None:
@@ -140,8 +141,8 @@ def build_lfm2(spec: Spec, add: Callable[[str, tuple[int, ...]], None]) -> None:
 def specs() -> list[Spec]:
     """The accuracy-harness model set (one per memory layout llama.cpp distinguishes)."""
     return [
-        Spec("llama-gqa", "llama", n_layer=3, n_head=8, n_head_kv=2, head_dim=16, n_embd=128,
-             extra={"rope.dimension_count": 16}, build=build_dense),
+        Spec("llama-gqa", "llama", n_layer=3, n_head=8, n_head_kv=2, head_dim=64, n_embd=256,
+             extra={"rope.dimension_count": 64}, build=build_dense),
         Spec("llama-mha", "llama", n_layer=2, n_head=4, n_head_kv=4, head_dim=32, n_embd=128,
              extra={"rope.dimension_count": 32}, build=build_dense),
         Spec("gemma2-swa", "gemma2", n_layer=4, n_head=4, n_head_kv=2, head_dim=32, n_embd=128,
@@ -152,13 +153,13 @@ def specs() -> list[Spec]:
              extra={"expert_count": 8, "expert_used_count": 2, "expert_feed_forward_length": 64},
              build=build_qwen3moe),
         Spec("deepseek2-mla", "deepseek2", n_layer=2, n_head=4, n_head_kv=1, head_dim=0, n_embd=128,
-             extra={"attention.kv_lora_rank": 64, "attention.q_lora_rank": 32, "rope.dimension_count": 16, "attention.key_length": 80,
-                    "attention.value_length": 64, "attention.key_length_mla": 48,
+             extra={"attention.kv_lora_rank": 64, "attention.q_lora_rank": 32, "rope.dimension_count": 32, "attention.key_length": 96,
+                    "attention.value_length": 64, "attention.key_length_mla": 64,
                     "attention.value_length_mla": 32, "expert_count": 4, "expert_used_count": 2,
                     "expert_shared_count": 1, "expert_feed_forward_length": 64,
                     "leading_dense_block_count": 1},
-             build=build_deepseek2),
-        Spec("lfm2-hybrid", "lfm2", n_layer=4, n_head=4, n_head_kv=[0, 2, 0, 2], head_dim=32, n_embd=128,
+             matrix_type="F32", build=build_deepseek2),
+        Spec("lfm2-hybrid", "lfm2", n_layer=4, n_head=4, n_head_kv=[0, 2, 0, 2], head_dim=256, n_embd=1024,
              extra={"shortconv.l_cache": 3}, build=build_lfm2),
     ]
 
@@ -179,11 +180,12 @@ def _vocab(writer: Any) -> None:
     writer.add_unk_token_id(0)
 
 
-def write(spec: Spec, path: Path, seed: int = 0, matrix_type: str = "F16") -> Path:
+def write(spec: Spec, path: Path, seed: int = 0, matrix_type: str | None = None) -> Path:
     """Write `spec` as a GGUF file at `path` (random weights, F32 vectors, F16/F32 matrices)."""
     import gguf
 
     rng = np.random.default_rng(seed)
+    matrix_type = matrix_type or spec.matrix_type
     w = gguf.GGUFWriter(str(path), spec.arch)
     w.add_name(spec.name)
     w.add_block_count(spec.n_layer)

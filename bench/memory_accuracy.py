@@ -1,0 +1,179 @@
+"""Accuracy harness: our llama.cpp memory model vs real llama.cpp (llama-cpp-python, CPU) on tiny GGUF models.
+
+Writes tiny random-weight models (bench/accuracy/tiny_models.py), loads each in a subprocess per
+configuration over a grid of ctx / ubatch / cache types / flash-attn / parallel / unified, parses the sizes
+llama.cpp logs and compares them with facts.memory.estimate(). Needs the optional extra `accuracy`
+(llama-cpp-python). Not run in CI.
+
+    python bench/memory_accuracy.py [--out docs-table.md] [--json results.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy import tiny_models  # noqa: E402
+
+PROBE = ROOT / "bench" / "accuracy" / "probe.py"
+MIB = 1 << 20
+_KV = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d+) layers.*K \((\w+)\): +([\d.]+) MiB, "
+                 r"V \((\w+)\): +([\d.]+) MiB")
+_RS = re.compile(r"llama_memory_recurrent: size = +([\d.]+) MiB")
+_COMPUTE = re.compile(r"CPU compute buffer size = +([\d.]+) MiB")
+_SWA = re.compile(r"creating +SWA KV cache")
+_NONSWA = re.compile(r"creating non-SWA KV cache")
+
+
+def parse_log(text: str) -> dict[str, Any]:
+    """Sizes llama.cpp printed: KV (base and SWA caches), recurrent state, compute buffer (MiB)."""
+    out: dict[str, Any] = {"kv_mib": 0.0, "swa_kv_mib": 0.0, "rs_mib": 0.0, "compute_mib": None,
+                           "kv_cells": None, "swa_cells": None, "ok": "PROBE: context ok" in text}
+    next_is_swa = False
+    for line in text.splitlines():
+        if _SWA.search(line):
+            next_is_swa = True
+        elif _NONSWA.search(line):
+            next_is_swa = False
+        m = _KV.search(line)
+        if m:
+            key = "swa_kv_mib" if next_is_swa else "kv_mib"
+            out[key] += float(m.group(1))
+            out["swa_cells" if next_is_swa else "kv_cells"] = int(m.group(2))
+        m = _RS.search(line)
+        if m:
+            out["rs_mib"] += float(m.group(1))
+        m = _COMPUTE.search(line)
+        if m:
+            out["compute_mib"] = float(m.group(1))
+    errors = [ln for ln in text.splitlines() if "error" in ln.lower() or "requires" in ln]
+    out["error"] = errors[-1].strip() if errors and not out["ok"] else None
+    return out
+
+
+def run_probe(model: Path, params: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, str(PROBE), str(model), json.dumps(params)],
+                          capture_output=True, text=True, timeout=120)
+    return parse_log(proc.stderr)
+
+
+def grid(quick: bool) -> list[dict[str, Any]]:
+    ctxs = [4096, 10000] if quick else [4096, 10000, 32768]
+    ubatches = [128, 512] if quick else [64, 512, 2048]
+    caches = [("f16", "f16"), ("q8_0", "q8_0"), ("f32", "f32"), ("q4_0", "q5_1")]
+    configs = []
+    for ctx, ub, (tk, tv), fa, (par, uni) in itertools.product(
+            ctxs, ubatches, caches, ["on", "off"], [(1, False), (4, True), (3, False)]):
+        if fa == "off" and tv not in ("f16", "f32"):
+            continue
+        if quick and (par, uni) == (3, False) and ctx != 10000:
+            continue
+        configs.append({"ctx_size": ctx, "ubatch": ub, "batch": 2048, "cache_type_k": tk, "cache_type_v": tv,
+                        "flash_attn": fa, "parallel": par, "kv_unified": uni})
+    return configs
+
+
+def ours(model_path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    from facts.gguf import read_model_facts
+    from facts.memory import Config, estimate
+
+    m = read_model_facts(model_path)
+    cfg = Config(ctx_size=params["ctx_size"], batch=params["batch"], ubatch=params["ubatch"],
+                 cache_type_k=params["cache_type_k"], cache_type_v=params["cache_type_v"],
+                 flash_attn=params["flash_attn"] == "on", parallel=params["parallel"],
+                 kv_unified=params["kv_unified"])
+    try:
+        e = estimate(m, cfg)
+    except ValueError as err:
+        return {"error": str(err).splitlines()[-1].strip()}
+    return {"kv_mib": e.kv_bytes / MIB, "swa_kv_mib": e.swa_kv_bytes / MIB, "rs_mib": e.recurrent_bytes / MIB,
+            "compute_mib": e.compute_bytes / MIB, "kv_cells": e.kv_cells, "swa_cells": e.swa_cells or None}
+
+
+def compare(models: list[str] | None, quick: bool, jobs: int) -> list[dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(prefix="tiny-gguf-"))
+    rows: list[dict[str, Any]] = []
+    work = []
+    for spec in tiny_models.specs():
+        if models and spec.name not in models:
+            continue
+        path = tiny_models.write(spec, tmp / f"{spec.name}.gguf")
+        for params in grid(quick):
+            if spec.arch == "deepseek2" and (params["cache_type_k"] != params["cache_type_v"]):
+                continue
+            work.append((spec.name, path, params))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(lambda w: run_probe(w[1], w[2]), work))
+    for (name, path, params), real in zip(work, results, strict=True):
+        rows.append({"model": name, "params": params, "llama_cpp": real, "ours": ours(path, params)})
+    return rows
+
+
+def _eq(a: float, b: float) -> bool:
+    return abs(a - b) <= 0.0051 + 1e-9  # llama.cpp prints MiB with 2 decimals
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    by_model: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        real, est = r["llama_cpp"], r["ours"]
+        s = by_model.setdefault(r["model"], {"n": 0, "failed": 0, "kv_eq": 0, "swa_eq": 0, "rs_eq": 0,
+                                             "cells_eq": 0, "within10": 0, "worst": 0.0})
+        s["n"] += 1
+        if not real["ok"] or "error" in est:
+            s["failed"] += 1
+            s["refusals_agree"] = s.get("refusals_agree", 0) + (not real["ok"] and "error" in est)
+            continue
+        s["kv_eq"] += _eq(real["kv_mib"], est["kv_mib"])
+        s["swa_eq"] += _eq(real["swa_kv_mib"], est["swa_kv_mib"])
+        s["rs_eq"] += _eq(real["rs_mib"], est["rs_mib"])
+        s["cells_eq"] += real["kv_cells"] in (None, est["kv_cells"]) and real["swa_cells"] in (None, est["swa_cells"])
+        err = abs(est["compute_mib"] - real["compute_mib"]) / real["compute_mib"] if real["compute_mib"] else 0.0
+        s["within10"] += err <= 0.10
+        s["worst"] = max(s["worst"], err)
+    lines = ["| model | loads (both refused) | KV = llama.cpp | SWA KV = | recurrent = | cells = | compute within 10% | "
+             "worst compute error |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, s in by_model.items():
+        ok = s["n"] - s["failed"]
+        lines.append(f"| {name} | {ok}/{s['n']} ({s.get('refusals_agree', 0)}) | {s['kv_eq']}/{ok} | {s['swa_eq']}/{ok} | {s['rs_eq']}/{ok} | "
+                     f"{s['cells_eq']}/{ok} | {s['within10']}/{ok} | {s['worst'] * 100:.1f}% |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", help="tiny model names (default: all)")
+    ap.add_argument("--quick", action="store_true", help="a smaller grid")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write every row (params, llama.cpp, ours) here")
+    ap.add_argument("--out", type=Path, help="write the markdown table here")
+    args = ap.parse_args()
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        print("memory_accuracy: needs llama-cpp-python (pip install '.[accuracy]')", file=sys.stderr)
+        return 2
+    rows = compare(args.models, args.quick, args.jobs)
+    table = summarise(rows)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.out:
+        args.out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""llama.cpp memory arithmetic: KV / SWA / recurrent state / compute buffer / weights for one configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from facts.errors import FactsInputError
+from facts.models import ModelFacts
+
+MIB, GIB = 1 << 20, 1 << 30
+# ggml KV cache types: (elements per block, bytes per block)  (ggml.c type_traits)
+CACHE_TYPES: dict[str, tuple[int, int]] = {
+    "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q5_1": (32, 24), "q5_0": (32, 22),
+    "q4_1": (32, 20), "q4_0": (32, 18), "iq4_nl": (32, 18),
+}
+QUANTISED = frozenset(CACHE_TYPES) - {"f32", "f16", "bf16"}
+CELL_PAD = 256  # llama_context pads n_ctx (and n_ctx_seq) to 256; the SWA cache is padded to 256 too
+# Lemonade's size-based f16 KV bytes per token when the architecture is unknown (auto_tune.h)
+LEMONADE_KV_TABLE: tuple[tuple[float, int], ...] = (
+    (1, 128 * 1024), (3, 224 * 1024), (8, 256 * 1024), (16, 320 * 1024), (32, 512 * 1024),
+    (64, 640 * 1024), (float("inf"), 768 * 1024),
+)
+DEFAULT_VOCAB = 152_064  # when unknown: a large modern vocabulary (Qwen), conservative for the logits term
+COMPUTE_MARGIN = 1.05  # the compute model's allowance over the summed live tensors
+
+
+def pad(n: int, to: int = CELL_PAD) -> int:
+    return (n + to - 1) // to * to
+
+
+def row_bytes(cache_type: str, n: int) -> int:
+    block, size = CACHE_TYPES[cache_type]
+    return (n + block - 1) // block * size
+
+
+@dataclass(frozen=True)
+class Config:
+    """The llama-server parameters that change memory (llama-server defaults)."""
+
+    ctx_size: int = 4096
+    batch: int = 2048
+    ubatch: int = 512
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: bool = True  # "auto" resolves to on wherever the backend supports FA (CPU, CUDA, Vulkan, Metal)
+    parallel: int = 4  # llama-server: -np -1 (auto) = 4 slots with a unified KV cache
+    kv_unified: bool = True
+    swa_full: bool = False
+    n_gpu_layers: int = 999
+    n_cpu_moe: int = 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes for one configuration; `gpu_bytes` is the part on the GPU given n_gpu_layers / n_cpu_moe."""
+
+    weights_bytes: int
+    kv_bytes: int
+    swa_kv_bytes: int
+    recurrent_bytes: int
+    compute_bytes: int
+    mmproj_bytes: int
+    draft_bytes: int
+    kv_cells: int
+    swa_cells: int
+    n_stream: int
+    n_ctx: int
+    kv_bytes_per_cell: int  # non-SWA K+V bytes per cell, all layers
+    gpu_bytes: int
+    cpu_bytes: int
+    estimated: bool
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def total_bytes(self) -> int:
+        return (self.weights_bytes + self.kv_bytes + self.swa_kv_bytes + self.recurrent_bytes
+                + self.compute_bytes + self.mmproj_bytes + self.draft_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["total_bytes"] = self.total_bytes
+        d["notes"] = list(self.notes)
+        return d
+
+
+def validate(model: ModelFacts, cfg: Config) -> None:
+    """Reject configurations llama.cpp itself refuses (llama_init_from_model)."""
+    problems = []
+    for name, t in (("cache_type_k", cfg.cache_type_k), ("cache_type_v", cfg.cache_type_v)):
+        if t not in CACHE_TYPES:
+            problems.append(f"{name}: unknown cache type {t!r} (one of {', '.join(CACHE_TYPES)})")
+    if problems:
+        raise FactsInputError("memory", problems)
+    if cfg.cache_type_v in QUANTISED and not cfg.flash_attn:
+        problems.append(f"cache_type_v {cfg.cache_type_v}: a quantised V cache requires flash attention "
+                        "(llama.cpp refuses it with -fa off)")
+    if model.mla and cfg.cache_type_k != cfg.cache_type_v:
+        problems.append("MLA models need the same K and V cache types (llama.cpp refuses different ones)")
+    for name, t, dims in (("cache_type_k", cfg.cache_type_k, {model.key_length, model.key_length_swa}),
+                          ("cache_type_v", cfg.cache_type_v, {model.value_length, model.value_length_swa})):
+        block = CACHE_TYPES[t][0]
+        bad = sorted(d for d in dims if d and d % block)
+        if bad and not (name == "cache_type_v" and model.mla):
+            problems.append(f"{name} {t}: block size {block} does not divide the head size {bad[0]}")
+    for name, v, lo in (("ctx_size", cfg.ctx_size, 1), ("batch", cfg.batch, 1), ("ubatch", cfg.ubatch, 1),
+                        ("parallel", cfg.parallel, 1)):
+        if v < lo:
+            problems.append(f"{name}: must be >= {lo}, got {v}")
+    if problems:
+        raise FactsInputError("memory", problems)
+
+
+def _layers(model: ModelFacts) -> int:
+    if model.block_count:
+        return model.block_count
+    p = model.params_b or 8.0  # a rough layer count when the header is unknown
+    for bound, n in ((1, 24), (3, 28), (10, 36), (20, 40), (40, 64), (90, 80)):
+        if p < bound:
+            return n
+    return 94
+
+
+def _weights(model: ModelFacts) -> tuple[tuple[int, ...], tuple[int, ...], int, bool]:
+    """(per-layer bytes, per-layer expert bytes, output/embedding bytes, estimated)."""
+    n = _layers(model)
+    if model.layer_bytes and len(model.layer_bytes) == n:
+        experts = model.expert_bytes if len(model.expert_bytes) == n else (0,) * n
+        return model.layer_bytes, experts, model.output_bytes or 0, False
+    total = model.file_bytes or int((model.params_b or 8.0) * 1e9 * 0.6)
+    out = total // (n + 1) // 2  # embeddings + head: about half a layer's share
+    per = (total - out) // n
+    moe_share = 0.9 if model.is_moe else 0.0  # MoE: ~90% of a layer's bytes are expert tensors
+    return (per,) * n, (int(per * moe_share),) * n, total - per * n, True
+
+
+def estimate(model: ModelFacts, cfg: Config) -> Estimate:
+    """Memory for `model` under `cfg` with llama.cpp's cache semantics (see docs/memory.md)."""
+    validate(model, cfg)
+    n_seq = max(1, cfg.parallel)
+    n_ctx = pad(cfg.ctx_size)
+    if cfg.kv_unified:
+        n_stream, kv_size = 1, n_ctx
+    else:
+        n_stream, kv_size = n_seq, pad(n_ctx // n_seq)
+        n_ctx = kv_size * n_seq
+    n_batch = min(n_ctx, cfg.batch)
+    n_ubatch = min(n_batch, cfg.ubatch)
+    n_layer = _layers(model)
+    notes: list[str] = []
+    exact = bool(model.block_count and model.head_count_kv and model.key_length)
+
+    swa = model.swa_layers if len(model.swa_layers) == n_layer else (False,) * n_layer
+    recr = model.recurrent_layers if len(model.recurrent_layers) == n_layer else (False,) * n_layer
+    own = model.kv_layers if len(model.kv_layers) == n_layer else tuple(not r for r in recr)
+    swa_cells = 0
+    if any(swa) and model.sliding_window:
+        swa_cells = kv_size if cfg.swa_full else pad(
+            min(kv_size, model.sliding_window * (n_seq if cfg.kv_unified else 1) + n_ubatch))
+    per_cell_base = per_cell_swa = 0
+    if exact:
+        heads = model.head_count_kv
+        klen = [model.key_length_swa if swa[i] and model.key_length_swa else model.key_length for i in range(n_layer)]
+        vlen = [model.value_length_swa if swa[i] and model.value_length_swa else (model.value_length or 0)
+                for i in range(n_layer)]
+        v_max = max(heads[i] * vlen[i] for i in range(n_layer))
+        for il in range(n_layer):
+            if not own[il]:
+                continue
+            k = row_bytes(cfg.cache_type_k, heads[il] * (klen[il] or 0))
+            v = 0 if model.mla else row_bytes(cfg.cache_type_v, heads[il] * vlen[il] if cfg.flash_attn else v_max)
+            if swa[il] and swa_cells:
+                per_cell_swa += k + v
+            else:
+                per_cell_base += k + v
+    else:
+        size_gb = (model.file_bytes or 0) / 1e9
+        f16_per_token = next(b for bound, b in LEMONADE_KV_TABLE if size_gb < bound)
+        width = (row_bytes(cfg.cache_type_k, 4096) + row_bytes(cfg.cache_type_v, 4096)) / (2 * 2 * 4096)
+        per_cell_base = int(f16_per_token * width)
+        notes.append(f"KV bytes per token from the model size ({size_gb:.1f} GB): Lemonade's table, "
+                     f"{f16_per_token // 1024} KiB at f16")
+    kv_bytes = per_cell_base * kv_size * n_stream
+    swa_bytes = per_cell_swa * swa_cells * n_stream
+
+    rec_bytes = 0
+    if any(recr):
+        r, s = model.recurrent_r_size, model.recurrent_s_size
+        if r is None or s is None:
+            exact = False
+            r, s = (model.embedding_length or 4096) * 3, (model.embedding_length or 4096) * 128
+        rec_bytes = sum(recr) * (r + s) * 4 * n_seq
+
+    compute = compute_bytes(model, cfg, n_ubatch=n_ubatch, kv_size=kv_size, swa_cells=swa_cells,
+                            n_stream=n_stream)
+    layer_bytes, expert_bytes, out_bytes, w_est = _weights(model)
+    weights = sum(layer_bytes) + out_bytes
+    # placement: llama.cpp offloads the *last* n_gpu_layers blocks, the output head when all fit;
+    # --n-cpu-moe N keeps the expert tensors of the first N blocks on the CPU
+    ngl = max(0, min(cfg.n_gpu_layers, n_layer + 1))
+    first_gpu = n_layer - min(ngl, n_layer)
+    gpu = 0
+    layer_kv = _per_layer_kv(per_cell_base, per_cell_swa, kv_size, swa_cells, n_stream, own, swa, swa_cells)
+    for il in range(first_gpu, n_layer):
+        gpu += layer_bytes[il] - (expert_bytes[il] if il < cfg.n_cpu_moe else 0)
+        gpu += layer_kv[il]
+        if recr[il]:
+            gpu += rec_bytes // max(1, sum(recr))
+    if ngl > n_layer:
+        gpu += out_bytes
+    mm, draft = model.mmproj_bytes or 0, model.draft_bytes or 0
+    if ngl > 0:
+        gpu += compute + mm + draft
+    est = Estimate(weights_bytes=weights, kv_bytes=kv_bytes, swa_kv_bytes=swa_bytes, recurrent_bytes=rec_bytes,
+                   compute_bytes=compute, mmproj_bytes=mm, draft_bytes=draft, kv_cells=kv_size,
+                   swa_cells=swa_cells, n_stream=n_stream, n_ctx=n_ctx, kv_bytes_per_cell=per_cell_base,
+                   gpu_bytes=gpu, cpu_bytes=0, estimated=not exact or w_est or bool(model.estimated),
+                   notes=tuple(notes))
+    return _with_cpu(est)
+
+
+def _with_cpu(est: Estimate) -> Estimate:
+    from dataclasses import replace
+
+    return replace(est, cpu_bytes=max(0, est.total_bytes - est.gpu_bytes))
+
+
+def _per_layer_kv(base: int, swa_cell: int, kv_size: int, swa_size: int, n_stream: int,
+                  own: tuple[bool, ...], swa: tuple[bool, ...], swa_cells: int) -> list[int]:
+    """KV bytes attributed to each layer (for placement); split evenly over the owning layers."""
+    n_base = sum(1 for i, o in enumerate(own) if o and not (swa[i] and swa_cells)) or 1
+    n_swa = sum(1 for i, o in enumerate(own) if o and swa[i] and swa_cells) or 1
+    out = []
+    for i, o in enumerate(own):
+        if not o:
+            out.append(0)
+        elif swa[i] and swa_cells:
+            out.append(swa_cell * swa_size * n_stream // n_swa)
+        else:
+            out.append(base * kv_size * n_stream // n_base)
+    return out
+
+
+def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int, swa_cells: int,
+                  n_stream: int) -> int:
+    """The compute buffer llama.cpp reserves for the worst-case prompt ubatch (CPU backend).
+
+    Live at the peak: graph inputs (tokens, positions, output ids, one KQ mask per cache), the residual
+    stream, and the largest of the attention phase (KQ scores without flash attention), the FFN phase and
+    the output phase (logits for every token of the ubatch). See docs/memory.md for backend differences.
+    """
+    n_tok = n_ubatch
+    f32 = 4
+    n_embd = model.embedding_length or 4096
+    n_head = model.head_count or max(1, n_embd // 128)
+    hk = model.key_length or n_embd // n_head
+    hv = model.value_length or hk
+    n_vocab = model.vocab_size or DEFAULT_VOCAB
+    mask_el = 2 if cfg.flash_attn else 4
+    inputs = n_tok * 4 * 3 + kv_size * n_tok * mask_el + (swa_cells * n_tok * mask_el if swa_cells else 0)
+    residual = 2 * n_embd * n_tok * f32
+    heads_kv = max(model.head_count_kv) if model.head_count_kv else n_head
+    qkv = (n_head * hk + heads_kv * (hk + hv)) * n_tok * f32
+    if cfg.flash_attn:
+        attn = qkv + n_head * hv * n_tok * f32
+        # CPU flash attention converts an f32 cache to f16 before the kernel: one layer's K and V views
+        k_cast = heads_kv * hk * 2 if cfg.cache_type_k == "f32" else 0
+        v_cast = heads_kv * hv * 2 if cfg.cache_type_v == "f32" else 0
+        attn += kv_size * n_stream * (k_cast + v_cast)
+    else:
+        n_kv = max(kv_size, swa_cells)
+        attn = qkv + n_kv * n_tok * n_head * f32
+    n_ff = model.feed_forward_length or 4 * n_embd
+    ffn = 2 * n_ff * n_tok * f32
+    if model.is_moe and model.expert_used_count:
+        n_ff_e = model.expert_feed_forward_length or n_ff // max(1, model.expert_used_count)
+        ffn = max(ffn, 2 * n_ff_e * model.expert_used_count * n_tok * f32
+                  + (model.expert_count or 0) * n_tok * f32 * 3)
+    if any(model.recurrent_layers):
+        if model.ssm_inner_size:  # mamba-style: in_proj (x, z, B, C, dt), conv input, scan output
+            d_in, groups = model.ssm_inner_size, (model.ssm_group_count or 1) * (model.ssm_state_size or 0)
+            attn = max(attn, (3 * d_in + 2 * groups) * n_tok * f32 + (model.recurrent_s_size or 0) * f32)
+        else:  # short convolution (lfm2): in_proj (3 x n_embd), conv input and output
+            attn = max(attn, 5 * n_embd * n_tok * f32)
+    output = n_vocab * n_tok * f32 + n_embd * n_tok * f32
+    return int((inputs + residual + max(attn, ffn, output)) * COMPUTE_MARGIN)

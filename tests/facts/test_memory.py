@@ -1,0 +1,159 @@
+"""The llama.cpp memory model: exact KV / SWA / recurrent bytes, llama.cpp's refusals, monotonicity."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from facts.errors import FactsInputError
+from facts.gguf import read_model_facts
+from facts.memory import CACHE_TYPES, Config, estimate, row_bytes
+from facts.registry import resolve_model_spec
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gguf"
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {p.stem: read_model_facts(p) for p in FIX.glob("*.gguf")}
+
+
+def test_kv_cells_padded_to_256(models):
+    e = estimate(models["llama-gqa"], Config(ctx_size=1000, parallel=1, kv_unified=False))
+    assert e.kv_cells == 1024 and e.n_stream == 1
+    # 3 layers x 2 KV heads x 16 dims x 2 bytes, K and V
+    assert e.kv_bytes == 3 * 2 * 16 * 2 * 2 * 1024
+
+
+def test_non_unified_streams(models):
+    e = estimate(models["llama-gqa"], Config(ctx_size=10000, parallel=3, kv_unified=False))
+    # n_ctx 10240 -> per stream pad256(10240 // 3) = 3584 cells, 3 streams
+    assert (e.kv_cells, e.n_stream, e.n_ctx) == (3584, 3, 10752)
+    assert e.kv_bytes == 3 * 2 * 16 * 2 * 2 * 3584 * 3
+
+
+def test_unified_single_stream(models):
+    e = estimate(models["llama-gqa"], Config(ctx_size=10000, parallel=4, kv_unified=True))
+    assert (e.kv_cells, e.n_stream) == (10240, 1)
+
+
+@pytest.mark.parametrize("ctk, ctv", [("q8_0", "q8_0"), ("q4_0", "q5_1"), ("f32", "bf16"), ("iq4_nl", "q4_1")])
+def test_cache_type_block_sizes(models, ctk, ctv):
+    m = models["llama-mha"]  # 2 layers, 4 KV heads x 32 dims = 128 values per row
+    e = estimate(m, Config(ctx_size=4096, parallel=1, kv_unified=False, cache_type_k=ctk, cache_type_v=ctv))
+    assert e.kv_bytes == 2 * 4096 * (row_bytes(ctk, 128) + row_bytes(ctv, 128))
+    assert row_bytes("q8_0", 128) == 4 * 34 and row_bytes("q4_0", 128) == 4 * 18
+
+
+def test_swa_cache_size(models):
+    m = models["gemma3-swa"]  # 6 SWA layers (window 1024), 1 full layer; 1 KV head x 32
+    e = estimate(m, Config(ctx_size=8192, ubatch=512, parallel=1, kv_unified=False))
+    assert e.swa_cells == 1536  # pad256(min(8192, 1024 + 512))
+    assert e.kv_bytes == 1 * 8192 * 32 * 2 * 2
+    assert e.swa_kv_bytes == 6 * 1536 * 32 * 2 * 2
+
+
+def test_swa_unified_scales_window_by_sequences(models):
+    e = estimate(models["gemma3-swa"], Config(ctx_size=16384, ubatch=512, parallel=4, kv_unified=True))
+    assert e.swa_cells == 4608  # pad256(min(16384, 1024 * 4 + 512))
+
+
+def test_swa_full(models):
+    e = estimate(models["gemma2-swa"], Config(ctx_size=8192, parallel=1, kv_unified=False, swa_full=True))
+    assert e.swa_cells == 8192 and e.swa_kv_bytes == e.kv_bytes
+
+
+def test_mla_has_no_v(models):
+    m = models["deepseek2-mla"]
+    e = estimate(m, Config(ctx_size=4096, parallel=1, kv_unified=False))
+    assert e.kv_bytes == 2 * 4096 * 96 * 2  # K = kv_lora_rank + rope = 96 per cell, f16, no V
+
+
+def test_recurrent_state_independent_of_ctx(models):
+    m = models["lfm2-hybrid"]
+    a = estimate(m, Config(ctx_size=4096, parallel=2, kv_unified=False))
+    b = estimate(m, Config(ctx_size=32768, parallel=2, kv_unified=False))
+    assert a.recurrent_bytes == b.recurrent_bytes == 2 * m.recurrent_r_size * 4 * 2
+    assert a.kv_bytes < b.kv_bytes
+
+
+def test_v_without_flash_attention_is_padded_to_the_widest_layer(models):
+    m = models["lfm2-hybrid"]
+    on = estimate(m, Config(ctx_size=4096, parallel=1, kv_unified=False, flash_attn=True))
+    off = estimate(m, Config(ctx_size=4096, parallel=1, kv_unified=False, flash_attn=False))
+    assert on.kv_bytes == off.kv_bytes  # all attention layers have the same width here
+
+
+def test_quantised_v_needs_flash_attention(models):
+    with pytest.raises(FactsInputError, match="quantised V cache requires flash attention"):
+        estimate(models["llama-gqa"], Config(cache_type_v="q8_0", flash_attn=False))
+
+
+def test_block_size_must_divide_head(models):
+    with pytest.raises(FactsInputError, match="block size 32 does not divide the head size 16"):
+        estimate(models["llama-gqa"], Config(cache_type_k="q8_0"))
+
+
+def test_mla_needs_equal_types(models):
+    with pytest.raises(FactsInputError, match="MLA"):
+        estimate(models["deepseek2-mla"], Config(cache_type_k="f16", cache_type_v="f32"))
+
+
+def test_registry_model_is_estimated():
+    m = resolve_model_spec("Qwen3-8B-GGUF")
+    e = estimate(m, Config(ctx_size=8192, parallel=1, kv_unified=False))
+    assert e.estimated
+    assert e.kv_bytes == 256 * 1024 * 8192  # Lemonade's table: 5.25 GB falls in the < 8 GB row
+    assert e.weights_bytes == m.file_bytes
+
+
+def test_logged_llama_cpp_sizes(models):
+    """Sizes real llama.cpp (llama-cpp-python 0.3.36, CPU) logged for these very fixture files."""
+    logged = json.loads((FIX / "llama_cpp_logged.json").read_text())
+    assert len(logged) >= 10
+    for row in logged:
+        p = row["params"]
+        cfg = Config(ctx_size=p["ctx_size"], ubatch=p["ubatch"], cache_type_k=p["cache_type_k"],
+                     cache_type_v=p["cache_type_v"], flash_attn=p["flash_attn"] == "on",
+                     parallel=p["parallel"], kv_unified=p["kv_unified"])
+        e = estimate(models[row["model"]], cfg)
+        real = row["llama_cpp"]
+        assert abs(e.kv_bytes / MIB - real["kv_mib"]) <= 0.0051, row
+        assert abs(e.swa_kv_bytes / MIB - real["swa_kv_mib"]) <= 0.0051, row
+        assert abs(e.recurrent_bytes / MIB - real["rs_mib"]) <= 0.0051, row
+        assert real["kv_cells"] in (None, e.kv_cells), row
+
+
+CFG = st.builds(
+    Config,
+    ctx_size=st.integers(256, 200_000), ubatch=st.sampled_from([64, 128, 256, 512, 1024, 2048]),
+    parallel=st.integers(1, 8), kv_unified=st.booleans(), flash_attn=st.just(True),
+    cache_type_k=st.sampled_from(["f16", "q8_0", "f32"]), cache_type_v=st.sampled_from(["f16", "q8_0", "f32"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(cfg=CFG, name=st.sampled_from(["llama-mha", "gemma3-swa", "qwen3moe", "lfm2-hybrid"]))
+def test_estimate_monotone(models, cfg, name):
+    """More ctx, a bigger ubatch, more slots or a wider cache type never needs less memory."""
+    m = models[name]
+    try:
+        base = estimate(m, cfg).total_bytes
+    except FactsInputError:  # a cache type llama.cpp refuses for this head size
+        assume(False)
+    assert estimate(m, replace(cfg, ctx_size=cfg.ctx_size + 256)).total_bytes >= base
+    assert estimate(m, replace(cfg, ubatch=cfg.ubatch * 2)).total_bytes >= base
+    # more slots with a unified cache never need less; with per-slot streams llama.cpp pads each stream to
+    # 256 cells and splits the KQ mask, so there the total is not monotone in llama.cpp either
+    unified = replace(cfg, kv_unified=True)
+    assert (estimate(m, replace(unified, parallel=cfg.parallel + 1)).total_bytes
+            >= estimate(m, unified).total_bytes)
+    width = {"q8_0": 0, "f16": 1, "f32": 2}
+    wider = max(CACHE_TYPES, key=lambda t: (t in width, width.get(t, -1)))
+    if width[cfg.cache_type_k] < 2:
+        assert estimate(m, replace(cfg, cache_type_k=wider)).total_bytes >= base

@@ -1,0 +1,134 @@
+"""Model specs: Lemonade registry names, GGUF paths, model-facts JSON files, name parsing, fallbacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facts.errors import ModelFactsError
+from facts.registry import (
+    REGISTRY_PATH,
+    fallback_model_facts,
+    load_registry,
+    name_facts,
+    resolve_model_spec,
+)
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gguf"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "lemonade" / "server_models.json"
+
+
+def test_bundled_registry_is_lemonades_copy():
+    if SHARED.exists():
+        assert REGISTRY_PATH.read_bytes() == SHARED.read_bytes()
+    assert len(load_registry()) >= 200
+
+
+@pytest.mark.parametrize("text, want", [
+    ("unsloth/Qwen3-30B-A3B-GGUF:Q4_K_M", {"params_b": 30.0, "active_params_b": 3.0, "is_moe": True,
+                                           "quant": "Q4_K_M"}),
+    ("unsloth/Qwen3-8B-GGUF:Q4_1", {"params_b": 8.0, "quant": "Q4_1"}),
+    ("unsloth/gemma-3-270m-it-GGUF:gemma-3-270m-it-UD-IQ2_M.gguf", {"params_b": 0.27, "quant": "UD-IQ2_M"}),
+    ("unsloth/Qwen3-Coder-Next-GGUF:Qwen3-Coder-Next-MXFP4_MOE.gguf", {"quant": "MXFP4_MOE"}),
+    ("unsloth/Llama-4-Scout-17B-16E-Instruct-GGUF:Q4_K_S", {"active_params_b": 17.0, "is_moe": True}),
+    ("unsloth/gemma-4-E4B-it-GGUF:Q4_K_M", {"params_b": 4.0, "quant": "Q4_K_M"}),
+])
+def test_name_facts(text, want):
+    got = name_facts(text)
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v) if isinstance(v, float) else got[k] == v, (k, got)
+
+
+def test_registry_name_exact():
+    m = resolve_model_spec("Qwen3-30B-A3B-GGUF")
+    assert m.name == "Qwen3-30B-A3B-GGUF"
+    assert m.checkpoint == "unsloth/Qwen3-30B-A3B-GGUF:Q4_0"
+    assert m.recipe == "llamacpp"
+    assert m.params_b == 30 and m.active_params_b == 3 and m.is_moe and m.quant == "Q4_0"
+    assert m.file_bytes == 17_400_000_000
+    assert {"params_b", "active_params_b", "is_moe", "quant"} <= set(m.estimated)
+    assert m.architecture is None and m.block_count is None
+
+
+def test_registry_name_case_insensitive():
+    assert resolve_model_spec("qwen3-8b-gguf").name == "Qwen3-8B-GGUF"
+
+
+def test_registry_miss_suggests():
+    with pytest.raises(ModelFactsError, match="did you mean 'Qwen3-8B-GGUF'"):
+        resolve_model_spec("Qwen3-8B-GUF")
+
+
+def test_registry_embedding_and_reranker_labels():
+    assert resolve_model_spec("Qwen3-Embedding-0.6B-GGUF").embedding
+    r = resolve_model_spec("bge-reranker-v2-m3-GGUF")
+    assert r.reranker and not r.embedding
+
+
+def test_registry_mmproj_and_draft_recorded():
+    m = resolve_model_spec("Gemma-4-26B-A4B-it-MTP-GGUF")
+    assert m.checkpoint == "unsloth/gemma-4-26B-A4B-it-GGUF:UD-Q4_K_M"
+    assert "draft" in m.provenance and "mmproj" in m.provenance
+
+
+def test_gguf_path():
+    m = resolve_model_spec(str(FIX / "qwen3moe.gguf"))
+    assert m.architecture == "qwen3moe" and m.is_moe and m.estimated == ()
+
+
+def test_json_facts(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"architecture": "qwen3moe", "params_b": 30.5, "active_params_b": 3.3,
+                             "quant": "Q4_K_M", "size_gib": 17.3, "trained_ctx": 40960}))
+    m = resolve_model_spec(str(p))
+    assert m.is_moe and m.file_bytes == round(17.3 * (1 << 30)) and m.trained_ctx == 40960
+
+
+def test_json_unknown_key(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"architecture": "llama", "paramz_b": 8}))
+    with pytest.raises(ModelFactsError, match="unknown key 'paramz_b'"):
+        resolve_model_spec(str(p))
+
+
+def test_json_bad_value_names_field(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"params_b": -1}))
+    with pytest.raises(ModelFactsError, match="params_b"):
+        resolve_model_spec(str(p))
+
+
+def test_json_syntax_error_located(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text('{"params_b": 8,\n  oops}')
+    with pytest.raises(ModelFactsError, match=r"m.json:2:\d+.*invalid JSON"):
+        resolve_model_spec(str(p))
+
+
+def test_missing_path():
+    with pytest.raises(ModelFactsError, match="no such file"):
+        resolve_model_spec("/nonexistent/model.gguf")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ModelFactsError, match="is a directory"):
+        resolve_model_spec(str(tmp_path))
+
+
+def test_corrupt_gguf_then_fallback(tmp_path):
+    p = tmp_path / "Qwen3-14B-Q4_K_M.gguf"
+    p.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 10)
+    with pytest.raises(ModelFactsError):
+        resolve_model_spec(str(p))
+    m = fallback_model_facts(str(p), 9_000_000_000)
+    assert m.params_b == 14 and m.quant == "Q4_K_M" and m.file_bytes == 9_000_000_000
+    assert {"params_b", "quant", "file_bytes"} <= set(m.estimated)
+
+
+def test_every_llamacpp_registry_entry_resolves():
+    for name, entry in load_registry().items():
+        m = resolve_model_spec(name)
+        assert m.recipe == entry["recipe"]
+        assert m.file_bytes == round(entry["size"] * 1e9)
