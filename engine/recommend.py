@@ -189,6 +189,12 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
     from facts.archetype import classify
     from facts.errors import FactsError
 
+    if "backend" in overrides:
+        from engine.params import RECIPE_BACKENDS, backend_allowed
+
+        if not backend_allowed(model.recipe, overrides["backend"]):
+            raise UsageError(f"backend {overrides['backend']!r} does not exist for recipe {model.recipe!r} "
+                             f"(one of {', '.join(RECIPE_BACKENDS.get(model.recipe, ())) or 'none known'})")
     archetype = classify(hw)
     ev = _evaluator(book, evaluator)
     rec = TraceRecorder()

@@ -10,6 +10,7 @@ from hypothesis import given, note, settings
 
 from engine import ir
 from engine.errors import UsageError
+from engine.evaluators import durable_available
 from engine.params import PARAMETERS, RESERVED_FLAGS
 from engine.recommend import SCENARIOS, recommend, validate_overrides
 from engine.rulebook import bundled_root, load_rulebook
@@ -72,6 +73,12 @@ def test_user_overrides_win_and_render_as_llama_flags():
                                     "llamacpp_args": "-ngl 999 -fa on --no-warmup"}
     assert rec.decisions["backend"].layer == "user"
     assert rec.decisions["backend"].chain[0].rule_id == "lemonade-default-cuda"
+
+
+def test_a_backend_override_must_exist_for_the_recipe():
+    _, hw = sysinfo("strix-halo-128gb-linux.json")
+    with pytest.raises(UsageError, match="does not exist for recipe 'llamacpp'"):
+        recommend(hw, MODEL, overrides={"backend": "npu"})
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -176,3 +183,12 @@ def test_with_the_memory_fit_every_value_is_concrete_and_renderable(hw, model):
     assert not set(opts["llamacpp_args"].split()) & RESERVED_FLAGS
     for p in ("n_gpu_layers", "n_cpu_moe"):
         assert rec.decisions[p].value != "auto"
+
+
+@pytest.mark.skipif(not durable_available(), reason="durable-rules does not import here (Python >= 3.13)")
+@settings(max_examples=40, deadline=None)
+@given(hardware_facts(), model_facts())
+def test_both_evaluators_give_the_same_recommendation(hw, model):
+    a = recommend(hw, model, evaluator="python")
+    b = recommend(hw, model, evaluator="durable")
+    assert (a.decisions, a.trace, a.matched) == (b.decisions, b.trace, b.matched)
