@@ -82,7 +82,7 @@ def render_text(hw: Any, arch: Any) -> str:
                                   " ".join(cpu.isa)) if x)
     rows.append(("CPU", f"{cpu.name or '?'}  [{cpu.arch}{', ' + cores if cores else ''}]"))
     mem = hw.memory
-    mem_line = f"{_gib(mem.total_bytes)} usable"
+    mem_line = f"{_gib(mem.total_bytes)} usable" if mem.total_bytes else "unknown"
     if mem.nominal_gb:
         mem_line += f", {mem.nominal_gb} GB nominal"
     if mem.available_bytes is not None:
@@ -94,7 +94,8 @@ def render_text(hw: Any, arch: Any) -> str:
     for i, g in enumerate(hw.gpus):
         kind = "unified" if g.unified else "discrete" if g.unified is False else "memory kind ?"
         ident = " ".join(x for x in (g.vendor, g.arch, g.family) if x)
-        rows.append((f"GPU {i}", f"{g.marketing_name or g.name}  [{ident}, {g.device_class or 'class ?'}, {kind}]"))
+        klass = ", ".join(dict.fromkeys((g.device_class or "class ?", kind)))
+        rows.append((f"GPU {i}", f"{g.marketing_name or g.name}  [{ident}, {klass}]"))
         if g.marketing_name and g.marketing_name != g.name:
             rows.append(("  reported", g.name))
         parts = [f"{_gib(g.dedicated_bytes)} dedicated" if g.dedicated_bytes is not None else "",
