@@ -219,8 +219,12 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
         except ImportError as err:
             rec.emit("note", rule_id="memory-fit", message=f"memory guard unavailable: {err}")
         else:
-            fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
-            memory_guard(decisions, fit, rec)
+            try:
+                fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
+            except FactsError as err:  # too little is known to size memory: the rules' values stand
+                rec.emit("note", rule_id="memory-fit", message=f"memory guard skipped: {err}")
+            else:
+                memory_guard(decisions, fit, rec)
     _resolve_threads(decisions, hw, rec)
     by_id = {r.id: r for r in (*matched1, *matched2)}
     winner = by_id.get(backend.rule_id)
