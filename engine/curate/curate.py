@@ -206,8 +206,9 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
 
 def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
-    for r in rows:
-        groups[(r.cell, r.cfg, r.variant)].append(r)
+    for r in rows:  # repeated measurements of one setting on one build (rankings change across builds)
+        build = r.build_number if r.build_number is not None else r.date[:7]
+        groups[(r.cell, r.cfg, r.variant, build)].append(r)
     kept: list[Row] = []
     out: list[Outlier] = []
     for key in sorted(groups, key=repr):
@@ -240,10 +241,21 @@ def _cell_values(rows: Sequence[Row]) -> dict[tuple, dict[tuple, CellValue]]:
         for cfg, rows in by_cfg.items():
             tps = [r.tps for r in rows]
             w = recency_weights([r.date for r in rows])
-            stds = [r.std / r.tps for r in rows if r.std is not None]
-            noise = max(spread(tps), sum(stds) / len(stds) if stds else 0.0)
-            out[cell][cfg] = CellValue(weighted_median(tps, w), len(rows), noise)
+            out[cell][cfg] = CellValue(weighted_median(tps, w), len(rows), _noise(rows))
     return out
+
+
+def _noise(rows: Sequence[Row]) -> float:
+    """Measurement noise of one setting: the median over its (variant, build) repeat groups of the
+    larger of their relative MAD and their reported relative stddev (variant differences are not noise)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[(r.variant, r.build_number if r.build_number is not None else r.date[:7])].append(r)
+    per: list[float] = []
+    for members in groups.values():
+        stds = [r.std / r.tps for r in members if r.std is not None]
+        per.append(max(spread([r.tps for r in members]), sum(stds) / len(stds) if stds else 0.0))
+    return median(per)
 
 
 def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[tuple, set[tuple]]:

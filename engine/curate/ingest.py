@@ -129,6 +129,14 @@ def _num(v: Any, kind: type = float) -> Any:
         raise ValueError(f"not a number: {v!r}") from None
 
 
+def _col(row: dict[str, Any], name: str, kind: type = float) -> Any:
+    """A numeric column of a CSV row; the error names the column."""
+    try:
+        return _num(row.get(name), kind)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+
+
 def _bool(v: Any) -> bool | None:
     if v is None or v == "" or v == -1 or v == "-1" or v == "auto":
         return None
@@ -148,27 +156,31 @@ def _community_csv(label: str, text: str) -> Iterator[Item]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
         where = f"{label}:{reader.line_num}"
+        bad = _ragged(row, reader.fieldnames)
+        if bad:
+            yield IngestIssue(where=where, message=bad)
+            continue
         try:
-            tps = _num(row.get("tokens_per_s"))
+            tps = _col(row, "tokens_per_s")
             if tps is None:
                 yield IngestIssue(where=where, message="tokens_per_s is empty")
                 continue
             kind, n_p, n_g, depth = parse_test(row.get("test") or "")
-            depth = _num(row.get("depth"), int) or depth
+            depth = _col(row, "depth", int) or depth
             kv = dict(p.split("=", 1) for p in (row.get("kv_type") or "").split(",") if "=" in p)
             backend = (row.get("backend") or "").strip().lower()
             build, build_n = build_of(row.get("build"))
             raw = {"hardware": row.get("hardware") or "", "arch_hint": row.get("gpu_family_or_arch") or "",
-                   "mem_gb": _num(row.get("vram_gb")),
+                   "mem_gb": _col(row, "vram_gb"),
                    "unified": {"true": True, "false": False}.get((row.get("unified_memory") or "").lower()),
-                   "gpu_count": _num(row.get("gpu_count"), int), "model": row.get("model") or "",
-                   "quant": row.get("model_quant") or None, "params_b": _num(row.get("model_params_b")),
+                   "gpu_count": _col(row, "gpu_count", int), "model": row.get("model") or "",
+                   "quant": row.get("model_quant") or None, "params_b": _col(row, "model_params_b"),
                    "backend": backend, "variant": row.get("backend_variant") or "",
-                   "ngl": _num(row.get("n_gpu_layers"), int), "batch": _num(row.get("batch"), int),
-                   "ubatch": _num(row.get("ubatch"), int), "threads": _num(row.get("threads"), int),
+                   "ngl": _col(row, "n_gpu_layers", int), "batch": _col(row, "batch", int),
+                   "ubatch": _col(row, "ubatch", int), "threads": _col(row, "threads", int),
                    "flash_attn": _bool(row.get("flash_attn")), "type_k": kv.get("k"), "type_v": kv.get("v"),
                    "test": kind, "n_prompt": n_p, "n_gen": n_g, "depth": depth, "tps": tps,
-                   "tps_std": _num(row.get("tokens_per_s_std")), "build": build, "build_number": build_n,
+                   "tps_std": _col(row, "tokens_per_s_std"), "build": build, "build_number": build_n,
                    "date": iso_date(row.get("source_date")), "source": row.get("source_url") or label}
         except ValueError as err:
             yield IngestIssue(where=where, message=str(err))
@@ -248,10 +260,23 @@ def _bench_jsonl(label: str, text: str) -> Iterator[Item]:
         yield _bench_obj(f"{label}:{n}", "llama-bench-jsonl", obj, label)
 
 
+def _ragged(row: dict[Any, Any], header: list[str] | None) -> str | None:
+    """A message when a CSV row has more or fewer fields than the header (None when it matches)."""
+    if None in row:
+        return f"row has {len(header or []) + len(row[None])} fields, the header has {len(header or [])}"
+    missing = [k for k, v in row.items() if v is None]
+    if missing:
+        return (f"row has {len(header or []) - len(missing)} fields, the header has {len(header or [])} "
+                f"(first missing column: {missing[0]})")
+    return None
+
+
 def _bench_csv(label: str, text: str) -> Iterator[Item]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
-        yield _bench_obj(f"{label}:{reader.line_num}", "llama-bench-csv", row, label)
+        where = f"{label}:{reader.line_num}"
+        bad = _ragged(row, reader.fieldnames)
+        yield IngestIssue(where=where, message=bad) if bad else _bench_obj(where, "llama-bench-csv", row, label)
 
 
 # ---------------------------------------------------------------- llama-bench markdown
@@ -316,8 +341,8 @@ def _md_row(where: str, row: dict[str, str], ctx: tuple[str, str, str, int | Non
         params = (row.get("params") or "").replace("B", "").strip()
         raw = {"hardware": device, "arch_hint": hint, "model": row.get("model", ""), "params_b": _num(params),
                "backend": backend, "variant": row.get("backend", ""), "ngl": ngl,
-               "batch": _num(row.get("n_batch"), int), "ubatch": _num(row.get("n_ubatch"), int),
-               "threads": _num(row.get("threads"), int), "flash_attn": _bool(row.get("fa")),
+               "batch": _col(row, "n_batch", int), "ubatch": _col(row, "n_ubatch", int),
+               "threads": _col(row, "threads", int), "flash_attn": _bool(row.get("fa")),
                "type_k": row.get("type_k") or None, "type_v": row.get("type_v") or None,
                "test": kind, "n_prompt": n_p, "n_gen": n_g, "depth": depth,
                "tps": float(m.group(1)), "tps_std": float(m.group(2)) if m.group(2) else None,
