@@ -44,29 +44,24 @@ def detect(
     else:
         return HardwareFacts(absent=(Absent(fact="os", reason=f"unsupported platform {plat!r}"),))
     osinfo, cpu, memory, gpus = probes.collect(probe)
-    gpus = _enrich(gpus, cpu.name, memory.nominal_gb, probe)
+    gpus = _enrich(gpus, cpu.name, memory.nominal_gb)
     hw = HardwareFacts(os=osinfo, cpu=cpu, memory=memory, gpus=tuple(gpus), source="detect")
-    backends = _backends(hw, probe)
+    backends = _backends(hw)
     return hw.model_copy(update={"backends": backends, "absent": tuple(probe.absent),
                                  "warnings": tuple(probe.warnings)})
 
 
-def _enrich(gpus, cpu_name, nominal_gb, probe: Probe):
+def _enrich(gpus, cpu_name, nominal_gb):
     """Fill catalog facts (marketing name, family, bandwidth, ...) into every detected GPU."""
-    try:
-        from facts.catalog import enrich
-    except ImportError as err:
-        probe.miss("gpus[*].marketing_name", f"facts.catalog unavailable: {err}")
-        return gpus
+    from facts.catalog import enrich
+
     return [enrich(g, cpu_name=cpu_name, nominal_ram_gb=nominal_gb) for g in gpus]
 
 
-def _backends(hw: HardwareFacts, probe: Probe) -> tuple[str, ...]:
-    """`recipe:backend` strings from facts.backends.supported_backends(hw), when that module exists."""
-    try:
-        from facts.backends import supported_backends
-    except ImportError as err:
-        probe.miss("backends", f"facts.backends unavailable: {err}")
-        return ()
+def _backends(hw: HardwareFacts) -> tuple[str, ...]:
+    """`recipe:backend` strings from facts.backends.supported_backends(hw)."""
+    from facts.backends import supported_backends
+
     table = supported_backends(hw)
-    return tuple(sorted(f"{recipe}:{b}" for recipe, names in table.items() for b in names))
+    # keep Lemonade's preference order per recipe (resolution reads it; never sort it away)
+    return tuple(f"{recipe}:{b}" for recipe, names in sorted(table.items()) for b in names)
