@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from facts.models import Absent, HardwareFacts
-
-if TYPE_CHECKING:
-    from facts.detect._probe import Probe
 
 __all__ = ["detect"]
 
