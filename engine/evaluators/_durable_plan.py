@@ -31,8 +31,9 @@ NEVER: Any = object()
 class CompileError(EngineError, ValueError):
     """A rulebook durable-rules cannot hold (salience outside 0..65534, a rule too complex)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], rules: list[ir.Rule] | None = None) -> None:
         self.problems = problems
+        self.rules = rules or []  # the rules concerned, when known (lint locates its findings with them)
         super().__init__("cannot compile the rulebook for durable-rules:\n" + "\n".join(problems))
 
 
@@ -102,7 +103,7 @@ def _variants(rule: ir.Rule, attrs: Mapping[str, Attribute], keys: _Keys, rank: 
         total *= len(alts)
     if total > MAX_VARIANTS:
         raise CompileError([f"{rule.source} {rule.id}: `in` lists expand to {total} patterns "
-                            f"(durable limit here: {MAX_VARIANTS}); split the rule"])
+                            f"(durable limit here: {MAX_VARIANTS}); split the rule"], [rule])
     out = []
     for combo in itertools.product(*per_cond):
         tests = dict.fromkeys(t for alt in combo for t in alt)
@@ -196,10 +197,10 @@ class Plan:
 def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = None) -> Plan:
     """Range-check salience, expand and order every rule's tests, and shard within durable's limits."""
     attrs = CONTEXT_ATTRIBUTES if attributes is None else attributes
-    problems = [f"{r.source} {r.id}: salience {r.salience} outside 0..{ir.SALIENCE_MAX}"
-                for r in rulebook.rules if not 0 <= r.salience <= ir.SALIENCE_MAX]
-    if problems:
-        raise CompileError(problems)
+    bad = [r for r in rulebook.rules if not 0 <= r.salience <= ir.SALIENCE_MAX]
+    if bad:
+        raise CompileError([f"{r.source} {r.id}: salience {r.salience} outside 0..{ir.SALIENCE_MAX}" for r in bad],
+                           bad)
     card: dict[str, set[Any]] = {}
     for r in rulebook.rules:
         for c in r.when:
@@ -208,8 +209,13 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
     keys = _Keys()
     shards: list[Shard] = []
     always: list[int] = []
+    failed: list[CompileError] = []
     for pos, rule in enumerate(rulebook.rules):
-        variants = _variants(rule, attrs, keys, rank)
+        try:
+            variants = _variants(rule, attrs, keys, rank)
+        except CompileError as err:
+            failed.append(err)
+            continue
         if variants is None:
             always.append(pos)
             continue
@@ -222,7 +228,9 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
             else:
                 shard = Shard()
                 if not shard.fits(tests):
-                    raise CompileError([f"{rule.source} {rule.id}: pattern too wide for durable-rules"])
+                    raise CompileError([f"{rule.source} {rule.id}: pattern too wide for durable-rules"], [rule])
                 shards.append(shard)
             shard.add(pos, tests)
+    if failed:
+        raise CompileError([p for e in failed for p in e.problems], [r for e in failed for r in e.rules])
     return Plan(shards=shards or [Shard()], always=always, keys=keys)

@@ -1,0 +1,168 @@
+"""`engine lint` checks: schema, ids, salience, same-salience conflicts, shadowing, defaults, capacity."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from engine import ir
+from engine._regions import implies, overlap, reachable
+from engine.params import PARAMETERS
+from engine.rulebook import RulebookError, bundled_root, load_rulebook
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding, printed as `file:line: severity code: message`."""
+
+    path: str
+    line: int
+    severity: Severity
+    code: str
+    message: str
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.severity} {self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LintResult:
+    findings: tuple[Finding, ...]
+    rulebook: ir.Rulebook | None  # None when it did not load
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+
+def lint(*roots: str | Path) -> LintResult:
+    """Lint the rulebook under `roots` (default: the bundled one). Unreadable input raises RulebookReadError."""
+    root_paths = [Path(r) for r in roots] or [bundled_root()]
+    try:
+        book = load_rulebook(*root_paths)
+    except RulebookError as err:
+        if getattr(err, "exit_code", None) == 2:
+            raise
+        return LintResult(tuple(_load_finding(e) for e in err.errors), None)
+    where = _Locator(root_paths)
+    findings = [*check_salience(book, where), *check_conflicts(book, where), *check_shadowed(book, where),
+                *check_unreachable(book, where), *check_defaults(book, where), *check_capacity(book, where)]
+    findings.sort(key=lambda f: (f.path, f.line, f.severity != "error", f.code))
+    return LintResult(tuple(findings), book)
+
+
+def _load_finding(e) -> Finding:
+    code = "duplicate-id" if e.code == "duplicate_id" else "schema"
+    loc = f"{e.loc}: " if e.loc else ""
+    return Finding(e.path, e.line, "error", code, f"{loc}{e.message} [{e.code}] (col {e.col})")
+
+
+class _Locator:
+    """Rule.source ("<root name>/<file>:<line>") -> a path the user can open from the working directory."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+
+    def __call__(self, rule: ir.Rule) -> tuple[str, int]:
+        label, _, line = rule.source.rpartition(":")
+        for root in self.roots:
+            path = root.parent / label
+            if path.exists():
+                rel = os.path.relpath(path)
+                return (str(path) if rel.startswith("..") else rel), int(line)
+        return label, int(line or 0)
+
+    def root(self) -> tuple[str, int]:
+        rel = os.path.relpath(self.roots[0])
+        return (str(self.roots[0]) if rel.startswith("..") else rel), 0
+
+
+def _finding(where: _Locator, rule: ir.Rule, severity: Severity, code: str, message: str) -> Finding:
+    path, line = where(rule)
+    return Finding(path, line, severity, code, message, rule.id)
+
+
+def check_salience(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    for r in book.rules:
+        if not 0 <= r.priority <= ir.PRIORITY_MAX or not 0 <= r.salience <= ir.SALIENCE_MAX:
+            yield _finding(where, r, "error", "salience-range",
+                           f"{r.id}: salience {r.salience} (priority {r.priority}) outside its layer band")
+
+
+def check_conflicts(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    """Same layer + same priority + overlapping conditions + different values for one parameter."""
+    groups: dict[int, list[ir.Rule]] = {}
+    for r in book.rules:
+        groups.setdefault(r.salience, []).append(r)
+    for rules in groups.values():
+        for i, a in enumerate(rules):
+            for b in rules[i + 1:]:
+                clash = sorted(p for p in set(a.set) & set(b.set) if a.set[p] != b.set[p])
+                if clash and overlap(a, b):
+                    bpath, bline = where(b)
+                    detail = ", ".join(f"{p}={a.set[p]!r} vs {b.set[p]!r}" for p in clash)
+                    yield _finding(where, a, "error", "conflict",
+                                   f"{a.id} and {b.id} ({bpath}:{bline}) have the same layer and priority, "
+                                   f"can match together and set {detail}; change a priority or the conditions")
+
+
+def check_shadowed(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    """A rule every one of whose matches also matches one higher-salience rule setting all its parameters."""
+    for r in book.rules:
+        for s in book.rules:
+            if s.salience > r.salience and set(r.set) <= set(s.set) and reachable(r) and implies(r, s):
+                spath, sline = where(s)
+                yield _finding(where, r, "warning", "shadowed",
+                               f"{r.id} never decides anything: {s.id} ({spath}:{sline}, salience {s.salience}) "
+                               f"matches whenever it does and sets {', '.join(r.set)}")
+                break
+
+
+def check_unreachable(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    for r in book.rules:
+        if not reachable(r):
+            yield _finding(where, r, "warning", "unreachable",
+                           f"{r.id}: its conditions can never hold together")
+
+
+def check_defaults(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    """Every parameter has a recipe-default rule whose `when` is empty or names only the recipe."""
+    have: set[str] = set()
+    for r in book.rules:
+        if r.layer == "recipe-default" and all(c.attr == "recipe" for c in r.when):
+            have.update(r.set)
+    path, line = where.root()
+    for p in PARAMETERS:
+        if p not in have:
+            yield Finding(path, line, "error", "no-default",
+                          f"parameter {p!r} has no recipe-default rule with an empty or recipe-only `when`: "
+                          f"some contexts would get no value")
+
+
+def check_capacity(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+    """durable-rules pre-flight (run even when the python engine is selected: rulebooks stay portable)."""
+    from engine.evaluators._durable_plan import CompileError, plan
+
+    try:
+        plan(book)
+    except CompileError as err:
+        if len(err.rules) == len(err.problems):
+            for rule, problem in zip(err.rules, err.problems, strict=True):
+                yield _finding(where, rule, "error", "durable-capacity", problem.split(" ", 1)[1])
+        else:
+            path, line = where.root()
+            for problem in err.problems:
+                yield Finding(path, line, "error", "durable-capacity", problem)
