@@ -65,6 +65,10 @@ def _achieved(rows: Sequence[Row], choice: dict[str, Any]) -> float | None:
     return median(hits) if hits else None
 
 
+def _r2(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
+
 def _best(rows: Sequence[Row]) -> float:
     groups: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
@@ -165,7 +169,7 @@ def backtest(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], fixed_ro
                             pol.regrets.append(max(0.0, 1.0 - got / best))
                 if contested and len(examples) < 400:
                     examples.append({"cell": list(cell), "scenario": scen, "curated": cur, "static": sta,
-                                     "best": round(best, 2), "curated_tps": _achieved(cell_rows, cur),
-                                     "static_tps": _achieved(cell_rows, sta)})
+                                     "best": round(best, 2), "curated_tps": _r2(_achieved(cell_rows, cur)),
+                                     "static_tps": _r2(_achieved(cell_rows, sta))})
     return BacktestResult(policies={k: dict(v) for k, v in policies.items()}, models=len(models),
                           cells=n_cells, examples=examples)

@@ -1,0 +1,73 @@
+"""Backtest: regret definition, Lemonade's static order, unmeasured cells, leave-one-model-out on real rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.curate.backtest import _achieved, backtest, make_chooser, static_choice
+from engine.curate.curate import Row, Slimmer
+from engine.curate.ingest import read_file
+from engine.curate.records import BenchRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = ROOT / "tests" / "fixtures" / "bench"
+FIXED = [ROOT / "rulebook" / d for d in ("defaults", "families", "archetypes") if (ROOT / "rulebook" / d).is_dir()]
+
+
+def row(backend: str, tps: float, ubatch: int = 512, fa: str = "on") -> Row:
+    return Row(("hw", "m", "pp", 512, 0, 0), (backend, 2048, ubatch, fa, "f16", "f16"), "", tps, None, "", None,
+               "s", "x:1")
+
+
+def test_static_order_is_lemonades():
+    assert static_choice(["rocm", "vulkan", "cpu"]) == {"backend": "vulkan"}  # vulkan before rocm on AMD
+    assert static_choice(["cpu", "cuda", "vulkan"]) == {"backend": "cuda"}
+    assert static_choice(["cpu", "metal"]) == {"backend": "metal"}
+    assert static_choice(["cpu"]) == {"backend": "cpu"}
+
+
+def test_achieved_is_the_median_of_matching_rows_and_none_when_unmeasured():
+    rows = [row("rocm", 100, 2048), row("rocm", 110, 2048), row("rocm", 90, 2048), row("rocm", 70, 512),
+            row("vulkan", 80, 512, "off")]
+    assert _achieved(rows, {"backend": "rocm", "ubatch": 2048}) == 100
+    assert _achieved(rows, {"backend": "rocm", "ubatch": "default"}) == 70  # default = llama.cpp's 512
+    assert _achieved(rows, {"backend": "vulkan", "flash_attn": "on"}) is None  # not measured with fa on
+    assert _achieved(rows, {"backend": "vulkan", "flash_attn": "default"}) == 80
+    assert _achieved(rows, {"backend": "cuda"}) is None
+
+
+def test_chooser_uses_the_rulebook_and_never_rocm_on_unsupported_targets():
+    choose = make_chooser(FIXED)
+    ctx = {"recipe": "llamacpp", "scenario": "coding", "vendor": "amd", "family": "rdna3", "arch": "gfx1103",
+           "memclass": "unified", "backends": frozenset({"vulkan", "rocm", "cpu"})}
+    assert choose(ctx)["backend"] == "vulkan"
+    xtx = {**ctx, "arch": "gfx1100", "memclass": "discrete"}
+    assert choose(xtx)["backend"] == "rocm"  # prompt-heavy on discrete RDNA3: first-principles family rule
+    assert choose({**xtx, "scenario": "chat"})["backend"] == "vulkan"
+
+
+def test_leave_one_model_out_on_real_rows():
+    slim = Slimmer()
+    rows = [slim(r) for r in read_file(FIX / "community-sample.csv") if isinstance(r, BenchRecord)]
+    calls = []
+    res = backtest(rows, slim.protos, FIXED, progress=lambda: calls.append(1))
+    assert res.models == len(calls) == len({r.cell[1] for r in rows})
+    table = {(t["subset"], t["policy"], t["metric"]): t for t in res.table()}
+    for key in (("all", "curated", "tg"), ("all", "static", "tg"), ("all", "curated", "pp"),
+                ("all", "static", "pp")):
+        t = table[key]
+        assert t["cells"] + t["unmeasured"] > 0
+        assert t["mean"] is None or (0.0 <= t["mean"] <= 1.0 and 0.0 <= t["p90"] <= 1.0)
+    cur, sta = table[("contested", "curated", "pp")], table[("contested", "static", "pp")]
+    assert cur["mean"] < sta["mean"]  # on Strix Halo prompt processing, vulkan-first costs a lot
+    assert res.examples and all(e["best"] >= (e["curated_tps"] or 0) - 0.01 for e in res.examples)
+
+
+@pytest.mark.parametrize("avail", [["rocm"], ["vulkan", "rocm"]])
+def test_chooser_falls_back_to_an_available_backend(avail):
+    choose = make_chooser(FIXED)
+    ctx = {"recipe": "llamacpp", "scenario": "chat", "vendor": "amd", "memclass": "discrete",
+           "backends": frozenset(avail)}
+    assert choose(ctx)["backend"] in avail
