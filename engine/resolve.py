@@ -197,12 +197,32 @@ def consistency_guards(decisions: dict[str, Decision], rec: TraceRecorder) -> No
         decisions[lower.parameter] = guard_change(
             lower, higher.value, "vulkan-kv-match", _SELF, rec,
             f"vulkan needs matching K/V cache types ({ctk.value} vs {ctv.value}); using {higher.value}")
+    extra_args_guard(decisions, rec)
     batch, ubatch = decisions.get("batch"), decisions.get("ubatch")
     if batch is not None and ubatch is not None and isinstance(ubatch.value, int):
         limit = batch.value if isinstance(batch.value, int) else LLAMA_DEFAULT_BATCH
         if ubatch.value > limit:
             decisions["ubatch"] = guard_change(ubatch, limit, "ubatch-le-batch", _SELF, rec,
                                                f"ubatch {ubatch.value} > batch {limit}; ubatch = batch")
+
+
+def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
+    """Drop extra arguments the chosen backend does not allow (e.g. a GPU-only flag on cpu)."""
+    from engine.params import EXTRA_ARGS, extra_args_problems
+
+    d, backend = decisions.get("extra_args"), decisions.get("backend")
+    if d is None or backend is None or not d.value:
+        return
+    args, kept, dropped, i = tuple(d.value), [], [], 0
+    while i < len(args):
+        kind = EXTRA_ARGS.get(args[i], (None, None))[0]
+        chunk = args[i:i + (1 if kind is None else 2)]
+        (dropped if extra_args_problems(chunk, backend.value) else kept).extend(chunk)
+        i += len(chunk)
+    if dropped:
+        decisions["extra_args"] = guard_change(
+            d, tuple(kept), "extra-args-allowlist", "engine/params.py", rec,
+            f"dropped {' '.join(dropped)}: not allowed with backend {backend.value}")
 
 
 MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe")

@@ -218,3 +218,17 @@ def test_shuffle_helper_really_reorders():  # guards the property above against 
     items = list(range(10))
     rnd.shuffle(items)
     assert items != sorted(items)
+
+
+def test_extra_args_the_backend_does_not_allow_are_dropped_with_a_note():
+    ds = {"backend": dec("backend", "cpu"),
+          "extra_args": dec("extra_args", ("--no-warmup", "--main-gpu", "1", "--no-kv-offload", "--poll", "50"))}
+    rec = TraceRecorder()
+    consistency_guards(ds, rec)
+    assert ds["extra_args"].value == ("--no-warmup", "--poll", "50")
+    assert ds["extra_args"].rule_id == "extra-args-allowlist"
+    assert any("--main-gpu 1 --no-kv-offload" in e.message for e in rec.freeze())
+    ds["backend"] = dec("backend", "rocm")
+    ds["extra_args"] = dec("extra_args", ("--main-gpu", "1"))
+    consistency_guards(ds, TraceRecorder())
+    assert ds["extra_args"].value == ("--main-gpu", "1")  # allowed on a GPU backend: unchanged
