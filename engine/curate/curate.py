@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -41,9 +42,14 @@ class Row(NamedTuple):
 
     @property
     def metric(self) -> str:
-        _, _, test, n_p, n_g, depth = self.cell
-        base = {"pp": f"pp{n_p}", "tg": f"tg{n_g}", "pg": f"pp{n_p}+tg{n_g}"}[test]
-        return f"{base} @ d{depth}" if depth else base
+        return _metric(self.cell)
+
+
+@functools.lru_cache(maxsize=65536)
+def _metric(cell: tuple) -> str:
+    _, _, test, n_p, n_g, depth = cell
+    base = {"pp": f"pp{n_p}", "tg": f"tg{n_g}", "pg": f"pp{n_p}+tg{n_g}"}[test]
+    return f"{base} @ d{depth}" if depth else base
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Slimmer:
 
     def __init__(self) -> None:
         self._intern: dict = {}
+        self._fields: dict[tuple[str, str], tuple] = {}
         self.protos: dict[tuple[str, str], Proto] = {}
 
     def __call__(self, r: BenchRecord) -> Row:
@@ -77,20 +84,19 @@ class Slimmer:
         cfg = r.config()
         cfg = it.setdefault(cfg, cfg)
         key = (cell[0], cell[1])
-        proto = Proto(r.archetype, r.arch if r.memclass != "cpu" else None, r.family, r.vendor,
-                      r.memclass, r.model_class, r.precision, r.backoff, r.gpu_count, r.size_class, r.moe)
-        old = self.protos.get(key)
-        if old is None or (old != proto and _pkey(proto) < _pkey(old)):  # order-independent choice
-            self.protos[key] = proto
+        fields = (r.archetype, r.arch if r.memclass != "cpu" else None, r.family, r.vendor, r.memclass,
+                  r.model_class, r.precision, r.backoff, r.gpu_count, r.size_class, r.moe)
+        old = self._fields.get(key)
+        if old is None or (old != fields and _pkey(fields) < _pkey(old)):  # order-independent choice
+            self._fields[key] = fields
+            self.protos[key] = Proto(*fields)
         src = it.setdefault(r.source, r.source)
         return Row(cell, cfg, it.setdefault(r.variant, r.variant), r.tps, r.tps_std,
                    it.setdefault(r.date, r.date), r.build_number, src, r.where)
 
 
-def _pkey(p: Proto) -> tuple:
-    return tuple("" if v is None else str(v) for v in (p.archetype, p.arch, p.family, p.vendor, p.memclass,
-                                                       p.model_class, p.precision, p.backoff, p.gpu_count,
-                                                       p.size_class, p.moe))
+def _pkey(fields: tuple) -> tuple:
+    return tuple("" if v is None else str(v) for v in fields)
 
 
 @dataclass(frozen=True)
@@ -207,11 +213,11 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
 def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:  # repeated measurements of one setting on one build (rankings change across builds)
-        build = r.build_number if r.build_number is not None else r.date[:7]
+        build = f"b{r.build_number:09d}" if r.build_number is not None else r.date[:7]
         groups[(r.cell, r.cfg, r.variant, build)].append(r)
     kept: list[Row] = []
     out: list[Outlier] = []
-    for key in sorted(groups, key=repr):
+    for key in sorted(groups):
         members = groups[key]
         if len(members) < 3:
             kept.extend(members)
@@ -220,7 +226,7 @@ def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
         med = median([r.tps for r in members])
         for r, bad in zip(members, flags, strict=False):
             (out.append(Outlier(r, med)) if bad else kept.append(r))
-    return canonical(kept), out
+    return kept, out  # groups were visited in sorted order: still canonical
 
 
 @dataclass(frozen=True)

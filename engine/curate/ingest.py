@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -69,16 +70,25 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+_STREAMED = {"community-csv", "llama-bench-csv", "llama-bench-jsonl"}  # read line by line (big files)
+
+
 def read_file(path: Path) -> Iterator[Item]:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    fmt = sniff(path, text[:4096])
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        head = f.read(4096)
+    fmt = sniff(path, head)
     parser = {"community-csv": _community_csv, "llama-bench-csv": _bench_csv, "llama-bench-json": _bench_json,
               "llama-bench-jsonl": _bench_jsonl, "llama-bench-md": _bench_md, "lemonade-bench": _lemonade}[fmt]
-    yield from parser(str(path), text)
+    if fmt in _STREAMED:
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            yield from parser(str(path), f)
+    else:
+        yield from parser(str(path), path.read_text(encoding="utf-8", errors="replace"))
 
 
 # ---------------------------------------------------------------- building one record
 
+@functools.lru_cache(maxsize=65536)
 def parse_test(text: str) -> tuple[str, int, int, int]:
     """'pp2048 @ d32768' -> ('pp', 2048, 0, 32768); 'pp4096+tg128' -> ('pg', 4096, 128, 0)."""
     m = _TEST.match(text)
@@ -91,25 +101,40 @@ def parse_test(text: str) -> tuple[str, int, int, int]:
     return (kind, n, 0, depth) if kind == "pp" else (kind, 0, n, depth)
 
 
+@functools.lru_cache(maxsize=8192)
+def _static(hardware: str, arch_hint: str, mem_gb: float | None, unified: bool | None, gpu_count: int | None,
+            cpu_only: bool, cpu_name: str, model: str, quant: str | None, params_b: float | None
+            ) -> tuple[tuple[str, Any], ...]:
+    """Hardware and model fields of a record (cached: a benchmark file repeats them on every row)."""
+    hw = hardware_info(hardware, arch_hint=arch_hint, mem_gb=mem_gb, unified=unified, gpu_count=gpu_count,
+                       cpu_only=cpu_only, cpu_name=cpu_name)
+    mi = model_info(model, quant, params_b)
+    return (("hardware", hardware), ("archetype", hw.archetype or ""), ("backoff", hw.backoff),
+            ("vendor", hw.vendor), ("family", hw.family), ("arch", hw.arch), ("memclass", hw.memclass),
+            ("gpu_count", hw.gpu_count), ("model", mi.key), ("architecture", mi.architecture),
+            ("params_b", mi.params_b), ("active_params_b", mi.active_params_b), ("moe", mi.moe),
+            ("quant", mi.quant), ("precision", mi.precision), ("size_class", mi.size_class),
+            ("model_class", mi.model_class))
+
+
+_FIELDS = ("backend", "variant", "ngl", "batch", "ubatch", "threads", "flash_attn", "type_k", "type_v", "test",
+           "n_prompt", "n_gen", "depth", "scenario", "tps", "tps_std", "build", "build_number", "date", "source")
+
+
 def make(where: str, fmt: str, raw: dict[str, Any]) -> Item:
     """Normalise one raw row (already split into our field names) into a validated record or an issue."""
     try:
-        hw = hardware_info(raw["hardware"], arch_hint=raw.get("arch_hint") or "", mem_gb=raw.get("mem_gb"),
-                           unified=raw.get("unified"), gpu_count=raw.get("gpu_count"),
-                           cpu_only=raw.get("backend") == "cpu" and raw.get("gpu_count") == 0,
-                           cpu_name=raw.get("cpu_name") or "")
-        mi = model_info(raw["model"], raw.get("quant"), raw.get("params_b"))
-        fields = {k: raw[k] for k in ("backend", "variant", "ngl", "batch", "ubatch", "threads", "flash_attn",
-                                      "type_k", "type_v", "test", "n_prompt", "n_gen", "depth", "scenario",
-                                      "tps", "tps_std", "build", "build_number", "date", "source")
-                  if raw.get(k) is not None}
-        return BenchRecord(where=where, fmt=fmt, hardware=raw["hardware"], archetype=hw.archetype or "",
-                           backoff=hw.backoff, vendor=hw.vendor, family=hw.family, arch=hw.arch,
-                           memclass=hw.memclass, gpu_count=hw.gpu_count, model=mi.key,
-                           architecture=mi.architecture, params_b=mi.params_b,
-                           active_params_b=mi.active_params_b, moe=mi.moe, quant=mi.quant,
-                           precision=mi.precision, size_class=mi.size_class, model_class=mi.model_class,
-                           **fields)
+        static = _static(raw["hardware"], raw.get("arch_hint") or "", raw.get("mem_gb"), raw.get("unified"),
+                         raw.get("gpu_count"), raw.get("backend") == "cpu" and raw.get("gpu_count") == 0,
+                         raw.get("cpu_name") or "", raw["model"], raw.get("quant"), raw.get("params_b"))
+        doc = dict(static)
+        for k in _FIELDS:
+            v = raw.get(k)
+            if v is not None:
+                doc[k] = v
+        doc["where"] = where
+        doc["fmt"] = fmt
+        return BenchRecord.model_validate(doc)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
@@ -130,11 +155,14 @@ def _num(v: Any, kind: type = float) -> Any:
 
 
 def _col(row: dict[str, Any], name: str, kind: type = float) -> Any:
-    """A numeric column of a CSV row; the error names the column."""
+    """A numeric column of a CSV row (None when empty); the error names the column."""
+    v = row.get(name)
+    if v is None or v == "" or (isinstance(v, str) and not v.strip()):
+        return None
     try:
-        return _num(row.get(name), kind)
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
+        return float(v) if kind is float else int(float(v))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: not a number: {v!r}") from None
 
 
 def _bool(v: Any) -> bool | None:
@@ -152,14 +180,24 @@ def _bool(v: Any) -> bool | None:
 
 # ---------------------------------------------------------------- community CSV
 
-def _community_csv(label: str, text: str) -> Iterator[Item]:
-    reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
+_TRUTH = {"true": True, "false": False}
+
+
+def _lines(source: str | Iterable[str]) -> Iterable[str]:
+    return io.StringIO(source) if isinstance(source, str) else source
+
+
+def _community_csv(label: str, text: str | Iterable[str]) -> Iterator[Item]:
+    reader = csv.reader(_lines(text))
+    header = next(reader, [])
+    width = len(header)
+    for cells in reader:
         where = f"{label}:{reader.line_num}"
-        bad = _ragged(row, reader.fieldnames)
-        if bad:
-            yield IngestIssue(where=where, message=bad)
+        if len(cells) != width:
+            if cells:
+                yield IngestIssue(where=where, message=f"row has {len(cells)} fields, the header has {width}")
             continue
+        row = dict(zip(header, cells, strict=True))
         try:
             tps = _col(row, "tokens_per_s")
             if tps is None:
@@ -167,12 +205,13 @@ def _community_csv(label: str, text: str) -> Iterator[Item]:
                 continue
             kind, n_p, n_g, depth = parse_test(row.get("test") or "")
             depth = _col(row, "depth", int) or depth
-            kv = dict(p.split("=", 1) for p in (row.get("kv_type") or "").split(",") if "=" in p)
+            kv_text = row.get("kv_type")
+            kv = dict(p.split("=", 1) for p in kv_text.split(",") if "=" in p) if kv_text else {}
             backend = (row.get("backend") or "").strip().lower()
             build, build_n = build_of(row.get("build"))
             raw = {"hardware": row.get("hardware") or "", "arch_hint": row.get("gpu_family_or_arch") or "",
                    "mem_gb": _col(row, "vram_gb"),
-                   "unified": {"true": True, "false": False}.get((row.get("unified_memory") or "").lower()),
+                   "unified": _TRUTH.get((row.get("unified_memory") or "").lower()),
                    "gpu_count": _col(row, "gpu_count", int), "model": row.get("model") or "",
                    "quant": row.get("model_quant") or None, "params_b": _col(row, "model_params_b"),
                    "backend": backend, "variant": row.get("backend_variant") or "",
@@ -248,8 +287,8 @@ def _bench_json(label: str, text: str) -> Iterator[Item]:
         i += 1
 
 
-def _bench_jsonl(label: str, text: str) -> Iterator[Item]:
-    for n, line in enumerate(text.splitlines(), start=1):
+def _bench_jsonl(label: str, text: str | Iterable[str]) -> Iterator[Item]:
+    for n, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -271,8 +310,8 @@ def _ragged(row: dict[Any, Any], header: list[str] | None) -> str | None:
     return None
 
 
-def _bench_csv(label: str, text: str) -> Iterator[Item]:
-    reader = csv.DictReader(io.StringIO(text))
+def _bench_csv(label: str, text: str | Iterable[str]) -> Iterator[Item]:
+    reader = csv.DictReader(_lines(text))
     for row in reader:
         where = f"{label}:{reader.line_num}"
         bad = _ragged(row, reader.fieldnames)

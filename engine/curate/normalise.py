@@ -96,6 +96,7 @@ _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 
 
+@functools.lru_cache(maxsize=65536)
 def iso_date(text: str | None) -> str:
     """'16 May 2026' / '2025-08-04' / '20260804' / '2024-05' / '2025-04-24T11:57:09Z' -> 'YYYY-MM-DD' ('' if none)."""
     if not text:
@@ -114,6 +115,7 @@ def iso_date(text: str | None) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=65536)
 def build_of(text: str | None) -> tuple[str, int | None]:
     """'83bc2f28 (6077)' / '10217 (ddd4ec142)' / 'b6077' / '(6792)' -> ('b6077', 6077); commit only -> (commit, None)."""
     if not text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import date
@@ -72,6 +73,7 @@ def recency_weights(dates: Sequence[str]) -> list[float]:
     return [0.5 if d is None else 0.5 ** ((newest - d).days / HALF_LIFE_DAYS) for d in parsed]
 
 
+@functools.lru_cache(maxsize=65536)
 def _day(text: str) -> date | None:
     try:
         return date.fromisoformat(text) if text else None
