@@ -25,6 +25,7 @@ MAX_PATTERN_RULES = 200  # rules ending on one identical pattern (durable: 255)
 MAX_CHILDREN = 400  # distinct tests under one node (durable: 511, then registration hangs)
 MAX_STACK = 56  # worst-case simultaneously matched nodes on one path (durable: 64, error 303)
 MAX_VARIANTS = 64  # `in` conditions expand into at most this many equality-only patterns per rule
+MAX_IN_KEYS = 64  # `in` lists compiled to one derived key each (beyond: expanded into variants)
 NEVER: Any = object()
 
 
@@ -50,15 +51,57 @@ def _compatible(attr: Attribute, value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def bucket(value: Any) -> tuple[str, Any]:
+    """Hash key that agrees with ir._same: bools never equal numbers, ints equal floats."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    return (type(value).__name__, value)
+
+
 class _Keys:
-    """Fact keys: scalars keep their name; a set attribute `a` becomes `a` (present) plus `a__<n>`."""
+    """Derived fact keys: set members (`a__<n>`) and `in` lists (`a__in<n>`, true when the value is in it).
+
+    An `in` list of two or more values becomes one hashed test on a derived key instead of one pattern per
+    value; at most MAX_IN_KEYS such keys (so a fact stays far below durable's 255 properties).
+    """
 
     def __init__(self) -> None:
         self.members: dict[str, dict[str, str]] = {}
+        self.in_keys: dict[str, dict[tuple[str, Any], list[str]]] = {}
+        self._in_ids: dict[tuple[str, frozenset[Any]], str] = {}
 
     def member(self, attr: str, value: str) -> str:
         table = self.members.setdefault(attr, {})
         return table.setdefault(value, f"{attr}__{len(table)}")
+
+    def in_list(self, attr: str, values: list[Any]) -> str | None:
+        buckets = frozenset(bucket(v) for v in values)
+        key = self._in_ids.get((attr, buckets))
+        if key is None:
+            if len(self._in_ids) >= MAX_IN_KEYS:
+                return None
+            key = self._in_ids[(attr, buckets)] = f"{attr}__in{len(self._in_ids)}"
+            table = self.in_keys.setdefault(attr, {})
+            for b in buckets:
+                table.setdefault(b, []).append(key)
+        return key
+
+    def derived(self, attr: str, value: Any) -> list[str]:
+        """Derived keys that are true for one context attribute value (a frozenset for set attributes)."""
+        out: list[str] = []
+        members = self.members.get(attr)
+        lists = self.in_keys.get(attr)
+        if isinstance(value, frozenset):
+            for m in value:
+                if members and m in members:
+                    out.append(members[m])
+                if lists:
+                    out.extend(lists.get(bucket(m), ()))
+        elif lists:
+            out.extend(lists.get(bucket(value), ()))
+        return out
 
 
 def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
@@ -72,6 +115,11 @@ def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
     ok = [x for x in values if _compatible(attr, x)]
     if attr.kind == "float":
         ok = [float(x) for x in ok]
+    ok = list(dict.fromkeys(ok))
+    if op == "in" and len(ok) > 1:
+        key = keys.in_list(a, ok)
+        if key is not None:
+            return [(("=", key, True),)]
     if attr.kind == "set":
         if op in ("eq", "contains", "in"):
             return [(("=", keys.member(a, x), True),) for x in dict.fromkeys(ok)] or NEVER
@@ -87,29 +135,45 @@ def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
     return [((f"${'lte' if op == 'le' else 'gte' if op == 'ge' else op}", a, ok[0]),)]
 
 
-def _variants(rule: ir.Rule, attrs: Mapping[str, Attribute], keys: _Keys, rank: Mapping[str, int]) -> Any:
-    """The rule as a list of test sequences (equalities first, in a global order), or NEVER."""
-    per_cond = []
-    for cond in rule.when:
-        attr = attrs.get(cond.attr)
-        if attr is None:
-            return NEVER if cond.op != "missing" else None
-        alts = _alternatives(cond, attr, keys)
-        if alts is NEVER:
-            return NEVER
-        per_cond.append(alts)
-    total = 1
-    for alts in per_cond:
-        total *= len(alts)
-    if total > MAX_VARIANTS:
-        raise CompileError([f"{rule.source} {rule.id}: `in` lists expand to {total} patterns "
-                            f"(durable limit here: {MAX_VARIANTS}); split the rule"], [rule])
-    out = []
-    for combo in itertools.product(*per_cond):
-        tests = dict.fromkeys(t for alt in combo for t in alt)
-        out.append(tuple(sorted(tests, key=lambda t: (t[0] != "=", rank.get(t[1].split("__")[0], 99),
-                                                      t[1], t[0], repr(t[2])))))
-    return out
+class _Expander:
+    """Rule -> ordered test sequences, memoised per condition and per test (rulebooks repeat them)."""
+
+    def __init__(self, attrs: Mapping[str, Attribute], keys: _Keys, rank: Mapping[str, int]) -> None:
+        self.attrs, self.keys, self.rank = attrs, keys, rank
+        self._alts: dict[ir.Condition, Any] = {}
+        self._order: dict[Test, tuple[Any, ...]] = {}
+
+    def _sort_key(self, t: Test) -> tuple[Any, ...]:
+        key = self._order.get(t)
+        if key is None:
+            key = self._order[t] = (t[0] != "=", self.rank.get(t[1].split("__")[0], 99), t[1], t[0], repr(t[2]))
+        return key
+
+    def variants(self, rule: ir.Rule) -> Any:
+        """The rule as a list of test sequences (equalities first, in a global order), NEVER, or None
+        (None: a `missing` on an attribute outside the schema; the rule is matched in Python)."""
+        per_cond = []
+        for cond in rule.when:
+            alts = self._alts.get(cond)
+            if alts is None:
+                attr = self.attrs.get(cond.attr)
+                if attr is None:
+                    return NEVER if cond.op != "missing" else None
+                alts = self._alts[cond] = _alternatives(cond, attr, self.keys)
+            if alts is NEVER:
+                return NEVER
+            per_cond.append(alts)
+        total = 1
+        for alts in per_cond:
+            total *= len(alts)
+        if total > MAX_VARIANTS:
+            raise CompileError([f"{rule.source} {rule.id}: `in` lists expand to {total} patterns "
+                                f"(durable limit here: {MAX_VARIANTS}); split the rule"], [rule])
+        if total == 1:
+            tests = dict.fromkeys(t for alts in per_cond for t in alts[0])
+            return [tuple(sorted(tests, key=self._sort_key))]
+        return [tuple(sorted(dict.fromkeys(t for alt in combo for t in alt), key=self._sort_key))
+                for combo in itertools.product(*per_cond)]
 
 
 def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
@@ -207,12 +271,13 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
             card.setdefault(c.attr, set()).add(repr(c.value))
     rank = {a: i for i, a in enumerate(sorted(card, key=lambda a: (len(card[a]), a)))}
     keys = _Keys()
+    expander = _Expander(attrs, keys, rank)
     shards: list[Shard] = []
     always: list[int] = []
     failed: list[CompileError] = []
     for pos, rule in enumerate(rulebook.rules):
         try:
-            variants = _variants(rule, attrs, keys, rank)
+            variants = expander.variants(rule)
         except CompileError as err:
             failed.append(err)
             continue

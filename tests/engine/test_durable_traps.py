@@ -44,6 +44,8 @@ def test_no_match_in_a_fresh_process_does_not_crash():
         for _ in range(200):
             assert ev.match({"recipe": "llamacpp"}) == ()
         assert ev.match({}) == ()
+        ev.close()  # delete_state on a sid where no rule but the end marker ever fired
+        DurableEvaluator(ir.Rulebook(rules=(rule,), digest="d" * 64)).close()  # a sid never used
         print("done")
     """)
     assert proc.returncode == 0, proc.stderr
@@ -180,3 +182,45 @@ def test_engine_selection_from_the_environment(monkeypatch):
 
     with pytest.raises(UsageError, match="unknown rule engine 'drools'"):
         make_evaluator(book, "drools")
+
+
+def test_working_memory_is_empty_between_evaluations():
+    """One long-lived sid per shard: every evaluation retracts what it asserted."""
+    import json
+
+    import durable_rules_engine
+
+    book = _book([_rule(i, (ir.Condition("mem_bucket_gb", "eq", i),)) for i in range(30)])
+    dev = durable.DurableEvaluator(book)
+    try:
+        for i in range(40):
+            assert [r.id for r in dev.match({"mem_bucket_gb": i})] == ([f"r{i}"] if i < 30 else [])
+        for k, ruleset in enumerate(dev._rulesets):
+            assert json.loads(durable_rules_engine.get_facts(ruleset._handle, dev._sids[k])) == []
+    finally:
+        dev.close()
+
+
+def test_a_failed_evaluation_does_not_poison_the_next(monkeypatch):
+    book = _book([_rule(0, (ir.Condition("recipe", "eq", "llamacpp"),))])
+    dev = durable.DurableEvaluator(book)
+    try:
+        assert [r.id for r in dev.match({"recipe": "llamacpp"})] == ["r0"]
+        real = durable._dre.start_action_for_state
+
+        def broken(*args):
+            raise RuntimeError("injected")
+
+        monkeypatch.setattr(durable._dre, "start_action_for_state", broken)
+        with pytest.raises(RuntimeError, match="injected"):
+            dev.match({"recipe": "llamacpp"})
+        monkeypatch.setattr(durable._dre, "start_action_for_state", real)
+        for _ in range(3):
+            assert [r.id for r in dev.match({"recipe": "llamacpp"})] == ["r0"]
+            assert dev.match({"recipe": "vllm"}) == ()
+    finally:
+        dev.close()
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError, match="closed"):
+        dev.match({})

@@ -95,3 +95,24 @@ def test_python_index_does_not_lose_rules_without_equalities():
     ev = PythonEvaluator(ir.Rulebook(rules=rules, digest="3" * 64))
     assert _ids(ev.match({"recipe": "vllm", "params_b": 8, "backends": {"cuda"}})) == ("eq", "range", "set-in")
     assert _ids(ev.match({"recipe": "llamacpp", "params_b": 6.5})) == ()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=ir_rulebooks(min_rules=5, typed=False), contexts=st.lists(typed_contexts(), min_size=1, max_size=4))
+def test_durable_agrees_when_in_lists_expand_and_rules_spread_over_many_shards(book, contexts):
+    """The other compile paths: `in` expanded into variants (no derived keys) and tiny shards."""
+    from unittest import mock
+
+    from engine.evaluators import _durable_plan as plan_mod
+
+    with mock.patch.object(plan_mod, "MAX_IN_KEYS", 0), mock.patch.object(plan_mod, "MAX_STACK", 20), \
+            mock.patch.object(plan_mod, "SHARD_RULES", 4):
+        dev = durable.DurableEvaluator(book)
+    try:
+        compiled = sum(len(shard.entries) for shard in dev._shards)
+        assert dev.shard_count >= compiled / 4
+        for ctx in contexts:
+            want = _reference(book, {k: (float(v) if k == "params_b" else v) for k, v in ctx.items()})
+            assert _ids(dev.match(ctx)) == want
+    finally:
+        dev.close()
