@@ -150,3 +150,24 @@ def test_shipped_generated_rulebook_is_fresh(tmp_path: Path):
     assert names == sorted(p.name for p in tmp_path.glob("*.yaml"))
     for name in names:
         assert (shipped / name).read_text() == (tmp_path / name).read_text(), name
+
+
+def test_lint_finds_nothing_in_curated_and_family_rules():
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "engine", "lint", "--json"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    doc = json.loads(p.stdout)
+    assert any(f.startswith("rulebook/generated/") for f in doc["rulebook"]["files"])
+    mine = [f for f in doc["findings"] if f["path"].startswith(("rulebook/generated", "rulebook/families"))]
+    assert mine == []
+
+
+def test_no_shipped_rule_sets_a_kv_cliff():
+    """Quantised or mismatched K/V cache types are never set (CUDA/Vulkan flash-attention fall back)."""
+    book = load_rulebook(ROOT / "rulebook")
+    for rule in book.rules:
+        k, v = rule.set.get("cache_type_k", "default"), rule.set.get("cache_type_v", "default")
+        assert k == v and k in ("default", "f16"), rule.id
