@@ -3,9 +3,11 @@
 The capacity model follows ../shared/research/rules-engine.md §1.5 and measurements made for this
 module: a ruleset holds at most 4,096 rules (we use 1,000), at most 255 rules may end on one
 identical pattern, at most 511 distinct tests may hang under one node, and while one fact is
-asserted at most 64 matched nodes may be pending at once (error 303): hashed equality children count
-one per distinct key, every non-equality test (ne, ranges, exists, missing) counts. `in` conditions
-are expanded into equality-only variants so they stay hashed.
+asserted at most 64 matched nodes may be pending on durable's depth-first stack (error 303): a node
+pushes every matched child (hashed equality children: at most one per distinct key; every
+non-equality test: ne, ranges, exists, missing), so siblings along a path add up while a chain of
+single tests does not (measured: 40 keys under 40 keys fails, a chain of 200 `$neq` works).
+`in` lists become one derived boolean key each (or, past MAX_IN_KEYS, equality-only variants).
 """
 
 from __future__ import annotations
@@ -185,6 +187,12 @@ def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- sharding
 
+def _stack(width: int, child: int) -> int:
+    """Peak pending nodes below a node that pushes `width` matched children (durable walks depth first:
+    it pushes every matched child, pops one and descends, so siblings wait on the stack)."""
+    return max(width, width - 1 + child) if width else 0
+
+
 @dataclass
 class _Node:
     """A test node of the shard's network (patterns share prefixes, as durable's alpha network does)."""
@@ -193,7 +201,7 @@ class _Node:
     attrs: set[str] = field(default_factory=set)  # keys of hashed children (one value per key matches)
     others: int = 0  # non-hashed children (all may match at once)
     maxchild: int = 0  # max `best` over the children
-    best: int = 0  # worst-case matched nodes on a path from here down (durable's stack)
+    best: int = 0  # worst-case pending matched nodes from here down (durable's stack)
     rules: int = 0  # rules whose pattern ends here
 
 
@@ -217,14 +225,14 @@ class Shard:
         child_best = node.best if node is not None else 0
         for n, t in zip(reversed(nodes), reversed(tests), strict=True):
             if n is None:  # a new node: its only child is the next test
-                child_best += 1
+                child_best = _stack(1, child_best)
                 continue
             new = t not in n.children
             if new and len(n.children) >= MAX_CHILDREN:
                 return False
             hashed = len(n.attrs) + (1 if new and t[0] == "=" and t[1] not in n.attrs else 0)
             others = n.others + (1 if new and t[0] != "=" else 0)
-            child_best = hashed + others + max(n.maxchild, child_best)
+            child_best = _stack(hashed + others, max(n.maxchild, child_best))
         return child_best <= MAX_STACK
 
     def add(self, pos: int, tests: tuple[Test, ...]) -> None:
@@ -243,7 +251,7 @@ class Shard:
         below = node.best
         for n in reversed(path[:-1]):
             n.maxchild = max(n.maxchild, below)
-            n.best = below = len(n.attrs) + n.others + n.maxchild
+            n.best = below = _stack(len(n.attrs) + n.others, n.maxchild)
         self.entries.append((pos, tests))
 
 

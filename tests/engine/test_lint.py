@@ -28,7 +28,7 @@ def _by_code(result) -> dict[str, list]:
 def test_each_finding_on_the_lint_fixture():
     result = lint(FIX / "lint")
     found = _by_code(result)
-    assert sorted(found) == ["conflict", "durable-capacity", "shadowed", "unreachable"]
+    assert sorted(found) == ["conflict", "shadowed", "unreachable"]
     (conflict,) = found["conflict"]
     assert conflict.rule == "rdna3-big-ubatch" and "rdna-small-ubatch" in conflict.message
     assert "ubatch=1024 vs 256" in conflict.message and conflict.severity == "error"
@@ -38,9 +38,14 @@ def test_each_finding_on_the_lint_fixture():
     assert "big-ctx-for-rdna" in shadowed.message and shadowed.line == 27
     (unreachable,) = found["unreachable"]
     assert unreachable.rule == "never-matches" and unreachable.severity == "warning"
-    (capacity,) = found["durable-capacity"]
-    assert capacity.rule == "too-many-variants" and "75 patterns" in capacity.message and capacity.line == 43
-    assert (result.errors, result.warnings) == (2, 2)
+    assert (result.errors, result.warnings) == (1, 2)
+
+
+def test_durable_capacity_is_checked_even_for_the_python_engine(monkeypatch):
+    monkeypatch.setenv("LEMONADE_AUTOTUNE_ENGINE", "python")
+    (capacity,) = lint(FIX / "capacity").findings
+    assert (capacity.code, capacity.severity, capacity.rule) == ("durable-capacity", "error", "too-many-variants")
+    assert "75 patterns" in capacity.message and capacity.line == 324
 
 
 def test_a_clean_rulebook_has_no_findings():
