@@ -18,6 +18,7 @@ MIN_WIN = 0.02  # a winner must beat the runner-up by at least 2 % ...
 NOISE_FACTOR = 2.0  # ... and by twice the measured relative noise
 MIN_WIN_PARAM = 0.03  # parameters are secondary: they must win by at least 3 %
 MIN_ROWS = 3  # minimum submissions behind a decision (winner rows)
+MIN_WIN_SHARE = 0.6  # consistency: the winner must be faster in at least 60 % of the tests both ran
 HW_PRIORITY = {"exact": 600, "arch": 400, "family": 200}
 MODEL_PRIORITY = {"class": 60, "precision": 30, "any": 0}
 SAFE_KV = {"cuda": {"f16", "bf16", "q4_0", "q8_0"}, "vulkan": {"f16", "q4_0", "q8_0"}}
@@ -335,6 +336,9 @@ def _decide(per_cell: dict[tuple, dict[str, float]], noise_of: dict[str, float],
     need = max(min_win, NOISE_FACTOR * noise)
     if margin <= need:
         return f"{win} ahead of {run} by {margin:.1%}, within the noise ({need:.1%})"
+    wins = sum(1 for v in per_cell.values() if win in v and run in v and v[win] > v[run])
+    if wins < MIN_WIN_SHARE * shared:
+        return f"{win} ahead of {run} by {margin:.1%} overall but faster in only {wins} of {shared} tests"
     return win, run, margin, noise, shared
 
 
@@ -354,8 +358,9 @@ def _choose_backend(cells, values, kept_by_cell):
     if isinstance(d, str):
         return d
     win, run, margin, nz, shared = d
-    rows = [r for c in cells for r in kept_by_cell.get(c, ()) if r.backend in (win, run)]
-    ev = _evidence(rows, lambda r: r.backend, win, run, shared, margin, nz)
+    both = [c for c, v in per_cell.items() if win in v and run in v]  # evidence from the compared tests only
+    rows = [r for c in both for r in kept_by_cell.get(c, ()) if r.backend in (win, run)]
+    ev = _evidence(rows, lambda r: r.backend, win, run, shared, margin, nz, per_cell)
     if ev is None:
         return f"{win}: fewer than {MIN_ROWS} submissions"
     return win, margin, nz, ev
@@ -418,9 +423,10 @@ def _choose_param(cells, values, backend, param, kept_by_cell):
     default = {"ubatch": str(DEFAULT_UBATCH), "batch": str(DEFAULT_BATCH)}.get(param)
     if win == default:
         return "the default wins"
-    rows = [r for c in per_cell for r in kept_by_cell.get(c, ())
+    both = [c for c, v in per_cell.items() if win in v and run in v]  # evidence from the compared tests only
+    rows = [r for c in both for r in kept_by_cell.get(c, ())
             if r.backend == backend and str(_param_value(r.cfg, param)) in (win, run)]
-    ev = _evidence(rows, lambda r: str(_param_value(r.cfg, param)), win, run, shared, margin, nz)
+    ev = _evidence(rows, lambda r: str(_param_value(r.cfg, param)), win, run, shared, margin, nz, per_cell)
     if ev is None:
         return "too few submissions"
     value: object = int(win) if param in ("ubatch", "batch") else win
@@ -428,26 +434,30 @@ def _choose_param(cells, values, backend, param, kept_by_cell):
     return value, margin, nz, ev
 
 
-def _evidence(rows, key, win, run, shared, margin, noise) -> dict | None:
+def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | None:
+    """Evidence of a decision, from the tests both candidates ran: the medians are over those tests of
+    the per-test values the decision compared (best configuration, recency-weighted); spread is the
+    winner's measurement noise."""
     wins = [r for r in rows if key(r) == win]
     runs = [r for r in rows if key(r) == run]
     if len(wins) < MIN_ROWS:
         return None
     metric = _top_metric(wins, runs)
-    w = [r.tps for r in wins if r.metric == metric]
-    u = [r.tps for r in runs if r.metric == metric]
+    cells = [c for c, v in per_cell.items() if win in v and run in v and _metric(c) == metric]
+    w = [per_cell[c][win] for c in cells]
+    u = [per_cell[c][run] for c in cells]
     allr = wins + runs
     builds = sorted({r.build_number for r in allr if r.build_number is not None})
     dates = sorted({r.date for r in allr if r.date})
     sources = sorted({r.source for r in allr})
     ev = {"n": len(wins), "metric": metric, "median_tps": _f(median(w)) if w else None,
-          "spread": round(spread(w), 4) if w else None,
+          "spread": round(noise, 4),
           "runner_up": {"value": run, "median_tps": _f(median(u)) if u else None, "n": len(runs)},
           "sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
           "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
           "dates": f"{dates[0]}..{dates[-1]}" if dates else None,
-          "note": f"{win} ahead of {run} by {margin:.1%} (geometric mean over {shared} shared tests; "
-                  f"noise {noise:.1%}); median/spread over {metric}"}
+          "note": f"{win} ahead of {run} by {margin:.1%} (geometric mean over {shared} tests both ran; "
+                  f"noise {noise:.1%}); medians over the {len(cells)} {metric} tests"}
     return ev
 
 
