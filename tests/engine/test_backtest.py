@@ -71,3 +71,32 @@ def test_chooser_falls_back_to_an_available_backend(avail):
     ctx = {"recipe": "llamacpp", "scenario": "chat", "vendor": "amd", "memclass": "discrete",
            "backends": frozenset(avail)}
     assert choose(ctx)["backend"] in avail
+
+
+def test_lemonade_scenario_names_match_the_category_rules():
+    choose = make_chooser([*FIXED, ROOT / "rulebook" / "generated"])
+    base = {"recipe": "llamacpp", "vendor": "amd", "family": "rdna3.5", "arch": "gfx1151", "memclass": "unified",
+            "model_class": "moe-large-quantized", "precision": "quantized",
+            "backends": frozenset({"vulkan", "rocm", "cpu"})}
+    for name in ("chat", "chat-short", "chat-long-output"):
+        assert choose({**base, "scenario": name})["backend"] == "vulkan", name
+    for name in ("coding", "code-explain", "long-context", "context-32k"):
+        assert choose({**base, "scenario": name})["backend"] == "rocm", name
+
+
+def test_recommend_uses_curated_evidence_for_strix_halo():
+    """The real engine.recommend() on a real Strix Halo system-info document with the bundled rulebook."""
+    from engine.recommend import recommend
+    from facts.lemonade import from_system_info
+    from facts.registry import resolve_model_spec
+
+    hw = from_system_info((ROOT / "tests" / "fixtures" / "system-info" / "strix-halo-128gb-linux.json").read_text(),
+                          source="system-info:test")
+    model = resolve_model_spec("Qwen3-30B-A3B-Instruct-2507-GGUF")
+    chat = recommend(hw, model, scenario="chat", memory_fit=False)
+    assert chat.decisions["backend"].value == "vulkan"
+    assert chat.decisions["backend"].rule_id.startswith("cur-amd-rdna3.5-gfx1151-unified-128gb-bw2-")
+    assert chat.expected is not None and chat.expected.metric == "tg128" and chat.expected.tokens_per_s > 0
+    assert chat.expected.runner_up["value"] == "rocm"
+    coding = recommend(hw, model, scenario="coding", memory_fit=False)
+    assert coding.decisions["backend"].value == "rocm" and coding.decisions["ubatch"].value == 2048
