@@ -121,9 +121,21 @@ def check_conflicts(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
 
 def check_shadowed(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
     """A rule every one of whose matches also matches one higher-salience rule setting all its parameters."""
+    setters: dict[str, list[ir.Rule]] = {}
+    for s in sorted(book.rules, key=lambda r: -r.salience):
+        for p in s.set:
+            setters.setdefault(p, []).append(s)
+    attrs = {r.id: {c.attr for c in r.when} for r in book.rules}
     for r in book.rules:
-        for s in book.rules:
-            if s.salience > r.salience and set(r.set) <= set(s.set) and reachable(r) and implies(r, s):
+        if not r.set or not reachable(r):
+            continue
+        params = set(r.set)
+        rarest = min(params, key=lambda p: len(setters[p]))
+        for s in setters[rarest]:
+            if s.salience <= r.salience:
+                break  # sorted by salience, highest first
+            # b's conditions can only follow from a's when a constrains every attribute b tests
+            if params <= set(s.set) and attrs[s.id] <= attrs[r.id] and implies(r, s):
                 spath, sline = where(s)
                 yield _finding(where, r, "warning", "shadowed",
                                f"{r.id} never decides anything: {s.id} ({spath}:{sline}, salience {s.salience}) "
