@@ -398,22 +398,28 @@ def _as_measured(cells, by_cell, backend, param):
     return value, 0.0, 0.0, ev
 
 
+_POS = {"batch": 1, "ubatch": 2, "flash_attn": 3}
+
+
 def _choose_param(cells, values, backend, param, kept_by_cell):
+    """Ceteris paribus: values of `param` are compared only between configurations of `backend` that
+    differ in `param` alone, on the same test; the comparisons are pooled over tests and contexts."""
     per_cell: dict[tuple, dict[str, float]] = {}
     noise: dict[str, list[float]] = defaultdict(list)
+    pos = _POS[param]
     for cell in cells:
-        best: dict[str, CellValue] = {}
+        by_ctx: dict[tuple, dict[str, CellValue]] = defaultdict(dict)
         for cfg, v in values.get(cell, {}).items():
             pv = _param_value(cfg, param)
             if cfg[0] != backend or pv is None:
                 continue
-            key = str(pv)
-            if key not in best or v.tps > best[key].tps:
-                best[key] = v
-        if len(best) >= 2:
-            per_cell[cell] = {k: v.tps for k, v in best.items()}
-            for k, v in best.items():
-                noise[k].append(v.noise)
+            by_ctx[cfg[:pos] + cfg[pos + 1:]][str(pv)] = v
+        for ctx in sorted(by_ctx):
+            opts = by_ctx[ctx]
+            if len(opts) >= 2:
+                per_cell[(cell, ctx)] = {k: v.tps for k, v in opts.items()}
+                for k, v in opts.items():
+                    noise[k].append(v.noise)
     if not per_cell:
         return _as_measured(cells, kept_by_cell, backend, param)
     d = _decide(per_cell, {k: median(ns) for k, ns in noise.items()}, MIN_WIN_PARAM)
@@ -423,7 +429,7 @@ def _choose_param(cells, values, backend, param, kept_by_cell):
     default = {"ubatch": str(DEFAULT_UBATCH), "batch": str(DEFAULT_BATCH)}.get(param)
     if win == default:
         return "the default wins"
-    both = [c for c, v in per_cell.items() if win in v and run in v]  # evidence from the compared tests only
+    both = sorted({c[0] for c, v in per_cell.items() if win in v and run in v})  # the compared tests only
     rows = [r for c in both for r in kept_by_cell.get(c, ())
             if r.backend == backend and str(_param_value(r.cfg, param)) in (win, run)]
     ev = _evidence(rows, lambda r: str(_param_value(r.cfg, param)), win, run, shared, margin, nz, per_cell)
@@ -443,7 +449,7 @@ def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | No
     if len(wins) < MIN_ROWS:
         return None
     metric = _top_metric(wins, runs)
-    cells = [c for c, v in per_cell.items() if win in v and run in v and _metric(c) == metric]
+    cells = [c for c, v in per_cell.items() if win in v and run in v and _metric(_test_of(c)) == metric]
     w = [per_cell[c][win] for c in cells]
     u = [per_cell[c][run] for c in cells]
     allr = wins + runs
@@ -459,6 +465,11 @@ def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | No
           "note": f"{win} ahead of {run} by {margin:.1%} (geometric mean over {shared} tests both ran; "
                   f"noise {noise:.1%}); medians over the {len(cells)} {metric} tests"}
     return ev
+
+
+def _test_of(key: tuple) -> tuple:
+    """The test (cell) of a comparison key: a cell, or (cell, context) for parameter comparisons."""
+    return key[0] if isinstance(key[0], tuple) else key
 
 
 def _top_metric(wins: Sequence[BenchRecord], runs: Sequence[BenchRecord]) -> str:
