@@ -21,6 +21,8 @@ _SCALARS: dict[int, tuple[str, int]] = {
     7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8),
 }
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
+_CHUNK = 8 << 20  # read the header in 8 MiB steps
 
 
 def _type_sizes() -> dict[int, tuple[int, int]]:
@@ -82,7 +84,7 @@ class _Cursor:
         rest = self.buf[self.pos:]
         self.base += self.pos
         self.pos = 0
-        chunk = self.fh.read(max(n - len(rest), 1 << 20))
+        chunk = self.fh.read(max(n - len(rest), _CHUNK))
         self.buf = rest + chunk
         if len(self.buf) < n:  # the file shrank under us
             raise self.fail(f"truncated GGUF header: {what} needs {n} bytes")
@@ -103,7 +105,8 @@ class _Cursor:
         at = self.offset
         n = self.u64(f"length of {what}")
         if n > self.file_size - self.offset:
-            raise self.fail(f"{what}: string length {n} runs past the end of the file", at)
+            raise self.fail(f"truncated or corrupt GGUF header: {what}: a string of {n} bytes runs past the end "
+                            f"of the file ({self.file_size} bytes)", at)
         self.need(n, what)
         raw = self.buf[self.pos:self.pos + n]
         self.pos += n
@@ -113,19 +116,34 @@ class _Cursor:
             raise self.fail(f"{what}: not valid UTF-8 ({err.reason})", at) from None
 
     def skip_strings(self, count: int, what: str) -> None:
-        """Skip `count` strings without decoding them (tokenizer vocabularies)."""
-        unpack = struct.Struct("<Q").unpack_from
-        for i in range(count):
+        """Skip `count` strings without decoding them (tokenizer vocabularies): a tight loop over the buffer."""
+        unpack = _U64.unpack_from
+        buf, pos, end = self.buf, self.pos, len(self.buf)
+        i = 0
+        while i < count:
+            done = 0
+            try:
+                for done in range(count - i):  # noqa: B007 - fast path; `done` counts the strings skipped
+                    nxt = pos + 8 + unpack(buf, pos)[0]
+                    if nxt > end:
+                        break
+                    pos = nxt
+                else:
+                    done = count - i
+            except struct.error:  # a length field crosses the end of the buffer
+                pass
+            i += done
+            if i >= count:
+                break
+            self.pos = pos
             self.need(8, f"{what}[{i}]")
             n = unpack(self.buf, self.pos)[0]
-            if n > self.file_size - self.offset:
-                raise self.fail(f"{what}[{i}]: string length {n} runs past the end of the file")
-            self.pos += 8
-            if self.pos + n <= len(self.buf):
-                self.pos += n
-            else:
-                self.need(n, f"{what}[{i}]")
-                self.pos += n
+            if n > self.file_size - self.offset - 8:
+                raise self.fail(f"truncated or corrupt GGUF header: {what}[{i}]: a string of {n} bytes runs past the "
+                               f"end of the file ({self.file_size} bytes)")
+            self.need(8 + n, f"{what}[{i}]")
+            buf, pos, end = self.buf, self.pos, len(self.buf)
+        self.pos = pos
 
     def value(self, vtype: int, key: str, depth: int = 0) -> Any:
         if vtype in _SCALARS:

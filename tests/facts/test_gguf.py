@@ -126,7 +126,7 @@ def test_big_endian_is_named(tmp_path):
 
 def test_truncated_header_reports_offset(tmp_path):
     data = _bytes()
-    with pytest.raises(ModelFactsError, match=r"truncated GGUF header.*byte offset \d+"):
+    with pytest.raises(ModelFactsError, match=r"truncated .*GGUF header.*byte offset \d+"):
         read_model_facts(_write(tmp_path, data[:2000]))
 
 
@@ -157,3 +157,15 @@ def test_corrupted_bytes_never_crash(tmp_path, pos, value):
     data[pos] = value
     with contextlib.suppress(ModelFactsError):
         read_model_facts(_write(tmp_path, bytes(data)))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_small_read_chunks_give_the_same_header(monkeypatch, chunk):
+    """Refills in the middle of numbers, strings and vocabularies parse exactly like one big read."""
+    import facts._gguf_header as hdr
+
+    whole = read_header(FIX / "lfm2-hybrid.gguf")
+    monkeypatch.setattr(hdr, "_CHUNK", chunk)
+    pieces = read_header(FIX / "lfm2-hybrid.gguf")
+    assert pieces.tensors == whole.tensors and pieces.data_offset == whole.data_offset
+    assert pieces.metadata == whole.metadata
