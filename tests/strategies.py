@@ -97,7 +97,7 @@ _POOLS = {
     "archetype": ("a-1", "a-2", "a-3", "cpu"),
     "backends": ("vulkan", "rocm", "cpu", "cuda"),
     "scenario": ("chat", "coding"),
-    "params_b": (0.5, 7.0, 8.0, 32.0, 70.5),
+    "params_b": (0.5, 7.0, 8.0, 32.0, 70.5, 1e-05, 2e20 / 1e10),
     "mem_bucket_gb": (8, 16, 24, 128),
     "unified": (True, False),
 }
@@ -154,7 +154,8 @@ def typed_contexts(draw) -> dict:
         if _KINDS[attr] == "set":
             ctx[attr] = frozenset(draw(_st.lists(_st.sampled_from(pool), max_size=3)))
         elif _KINDS[attr] == "float":
-            ctx[attr] = draw(_st.one_of(_st.sampled_from(pool), _st.floats(0.1, 200.0)))
+            ctx[attr] = draw(_st.one_of(_st.sampled_from(pool), _st.floats(0.1, 200.0),
+                                        _st.floats(-1e15, 1e15, allow_nan=False)))
         elif _KINDS[attr] == "int":
             ctx[attr] = draw(_st.one_of(_st.sampled_from(pool), _st.integers(1, 512)))
         else:

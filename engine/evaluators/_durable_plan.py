@@ -13,12 +13,14 @@ single tests does not (measured: 40 keys under 40 keys fails, a chain of 200 `$n
 from __future__ import annotations
 
 import itertools
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine import ir
-from engine._attributes import CONTEXT_ATTRIBUTES, Attribute
+from engine._attributes import CONTEXT_ATTRIBUTES, MAX_NUMBER, Attribute
 from engine.errors import EngineError
 
 END_PRI = 65535
@@ -178,6 +180,38 @@ class _Expander:
                 for combo in itertools.product(*per_cond)]
 
 
+def number(x: int | float) -> str:
+    """A JSON number durable's C parser reads: it rejects an exponent without a dot (`1e-05`, `1e+20`)."""
+    if isinstance(x, float):
+        text = repr(x)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exp = text.split("e")
+            text = f"{mantissa}.0e{exp}"
+        return text
+    return str(x)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON for durable (flat facts and patterns: dicts, lists, str, bool, int, float)."""
+    if isinstance(obj, str):
+        return json.dumps(obj, ensure_ascii=False)
+    if isinstance(obj, bool) or obj is None:
+        return "true" if obj else ("false" if obj is False else "null")
+    if isinstance(obj, (int, float)):
+        return number(obj)
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{dumps(v)}" for k, v in obj.items()) + "}"
+    return "[" + ",".join(dumps(v) for v in obj) + "]"
+
+
+def _number_ok(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_number_ok(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return math.isfinite(value) and abs(value) <= MAX_NUMBER
+
+
 def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
     items: list[dict[str, Any]] = [{"t": "ctx"}]
     for op, key, value in tests:
@@ -273,6 +307,9 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
     if bad:
         raise CompileError([f"{r.source} {r.id}: salience {r.salience} outside 0..{ir.SALIENCE_MAX}" for r in bad],
                            bad)
+    bad = [r for r in rulebook.rules if not all(_number_ok(c.value) for c in r.when)]
+    if bad:
+        raise CompileError([f"{r.source} {r.id}: a number that is not finite or beyond +-2**53" for r in bad], bad)
     card: dict[str, set[Any]] = {}
     for r in rulebook.rules:
         for c in r.when:

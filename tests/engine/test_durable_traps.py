@@ -195,8 +195,8 @@ def test_working_memory_is_empty_between_evaluations():
     try:
         for i in range(40):
             assert [r.id for r in dev.match({"mem_bucket_gb": i})] == ([f"r{i}"] if i < 30 else [])
-        for k, ruleset in enumerate(dev._rulesets):
-            assert json.loads(durable_rules_engine.get_facts(ruleset._handle, dev._sids[k])) == []
+        for k, handle in enumerate(dev._handles):
+            assert json.loads(durable_rules_engine.get_facts(handle, dev._sids[k])) == []
     finally:
         dev.close()
 
@@ -224,3 +224,20 @@ def test_a_failed_evaluation_does_not_poison_the_next(monkeypatch):
 
     with pytest.raises(EngineError, match="closed"):
         dev.match({})
+
+
+def test_numbers_durable_cannot_parse_as_python_writes_them():
+    """durable's JSON parser rejects `1e-05` / `1e+20` (error 204): numbers are written with a dot."""
+    values = [1e-300, 1e-05, 1.5e-05, 0.1, 1e15, 2.0**53, -(2.0**53), -0.0, 7.0]
+    rules = [_rule(i, (ir.Condition("params_b", op, v),)) for i, (op, v) in
+             enumerate((op, v) for op in ("eq", "lt", "ge") for v in values)]
+    book = _book(rules)
+    dev, pev = durable.DurableEvaluator(book), PythonEvaluator(book)
+    try:
+        for v in [*values, 3e-7, 123456.789]:
+            assert dev.match({"params_b": v}) == pev.match({"params_b": v})
+    finally:
+        dev.close()
+    for bad in (float("inf"), 2**60):
+        with pytest.raises(durable.CompileError, match="not finite or beyond"):
+            durable.DurableEvaluator(_book([_rule(0, (ir.Condition("params_b", "lt", bad),))]))
