@@ -19,7 +19,7 @@ NOISE_FACTOR = 2.0  # ... and by twice the measured relative noise
 MIN_WIN_PARAM = 0.03  # parameters are secondary: they must win by at least 3 %
 MIN_ROWS = 3  # minimum submissions behind a decision (winner rows)
 MIN_WIN_SHARE = 0.6  # consistency: the winner must be faster in at least 60 % of the tests both ran
-HW_PRIORITY = {"exact": 600, "arch": 400, "family": 200}
+HW_PRIORITY = {"exact": 600, "backoff": 500, "arch": 400, "family": 200}
 MODEL_PRIORITY = {"class": 60, "precision": 30, "any": 0}
 SAFE_KV = {"cuda": {"f16", "bf16", "q4_0", "q8_0"}, "vulkan": {"f16", "q4_0", "q8_0"}}
 
@@ -278,6 +278,8 @@ def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[t
         hws = []
         if r.archetype:
             hws.append(("exact", (("archetype", r.archetype),)))
+        if len(r.backoff) > 1 and r.memclass != "cpu":  # {vendor}-{family}-{memclass}-{bucket}-bw{tier}
+            hws.append(("backoff", (("archetype", r.backoff[1]),)))
         if r.arch:
             hws.append(("arch", (("arch", r.arch),)))
         if r.family:
@@ -296,7 +298,7 @@ def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[t
     out: dict[tuple, set[tuple]] = {}
     for key, cells in raw.items():
         hl, hv, ml, mv, _ = key
-        if hl == "arch" and len(hw_members[(hl, hv)]) < 2:
+        if hl in ("arch", "backoff") and len(hw_members[(hl, hv)]) < 2:
             continue  # same data as the exact archetype
         if hl == "family" and len(hw_members[(hl, hv)]) < 2:
             continue  # one architecture only: the arch rule says it

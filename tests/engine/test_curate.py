@@ -171,3 +171,19 @@ def test_no_shipped_rule_sets_a_kv_cliff():
     for rule in book.rules:
         k, v = rule.set.get("cache_type_k", "default"), rule.set.get("cache_type_v", "default")
         assert k == v and k in ("default", "f16"), rule.id
+
+
+def test_rules_generalise_to_back_off_ids_and_family_when_two_archetypes_agree():
+    def r(i: int, arch_id: str, backend: str, tps: float) -> BenchRecord:
+        return rec(i, backend, tps).model_copy(update={
+            "archetype": arch_id, "backoff": (arch_id, "amd-rdna3-discrete-24gb-bw4"), "family": "rdna3",
+            "arch": arch_id.split("-")[2], "memclass": "discrete", "where": f"s.csv:{i}"})
+
+    xtx, xt = "amd-rdna3-gfx1100-discrete-24gb-bw4", "amd-rdna3-gfx1101-discrete-24gb-bw4"
+    rows = [r(i, xtx, "vulkan", 50 + i * 0.1) for i in range(3)] + [r(10 + i, xtx, "rocm", 40) for i in range(3)]
+    rows += [r(20 + i, xt, "vulkan", 30 + i * 0.1) for i in range(3)] + [r(30 + i, xt, "rocm", 25) for i in range(3)]
+    levels = {(d.hw_level, d.hw_value, d.priority) for d in curate(rows).decisions
+              if d.model_level == "class" and d.param == "backend"}
+    assert levels == {("exact", (("archetype", xtx),), 660), ("exact", (("archetype", xt),), 660),
+                      ("backoff", (("archetype", "amd-rdna3-discrete-24gb-bw4"),), 560),
+                      ("family", (("family", "rdna3"), ("vendor", "amd")), 260)}
