@@ -153,15 +153,25 @@ def check_unreachable(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
 def check_defaults(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
     """Every parameter has a recipe-default rule whose `when` is empty or names only the recipe."""
     have: set[str] = set()
+    conditional: dict[str, ir.Rule] = {}
     for r in book.rules:
-        if r.layer == "recipe-default" and all(c.attr == "recipe" for c in r.when):
+        if r.layer != "recipe-default":
+            continue
+        if all(c.attr == "recipe" for c in r.when):
             have.update(r.set)
-    path, line = where.root()
+        for p in r.set:
+            conditional.setdefault(p, r)
     for p in PARAMETERS:
-        if p not in have:
-            yield Finding(path, line, "error", "no-default",
-                          f"parameter {p!r} has no recipe-default rule with an empty or recipe-only `when`: "
-                          f"some contexts would get no value")
+        if p in have:
+            continue
+        message = (f"parameter {p!r} has no recipe-default rule with an empty or recipe-only `when`, so some "
+                   f"contexts get no value; add one (e.g. `when: {{recipe: llamacpp}}`, priority 0)")
+        if p in conditional:
+            r = conditional[p]
+            yield _finding(where, r, "error", "no-default", message + f"; {r.id} here only sets it conditionally")
+        else:
+            path, line = where.root()
+            yield Finding(path, line, "error", "no-default", message)
 
 
 def check_capacity(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:

@@ -68,7 +68,8 @@ def test_a_conditional_recipe_default_does_not_count(tmp_path):
     path.write_text(path.read_text().replace("when: {recipe: llamacpp}\n    set: {backend: cpu}",
                                              "when: {recipe: llamacpp, os: linux}\n    set: {backend: cpu}"))
     (finding,) = _by_code(lint(tmp_path / "rb"))["no-default"]
-    assert "'backend'" in finding.message
+    assert "'backend'" in finding.message and "only sets it conditionally" in finding.message
+    assert (finding.rule, finding.line) == ("default-backend-cpu", 3)
 
 
 def test_load_errors_become_schema_findings():
