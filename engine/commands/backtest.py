@@ -32,7 +32,7 @@ def fixed_roots() -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from engine.commands._common import print_json
-    from engine.commands.curate import read_rows, report_issues
+    from engine.commands.curate import _progress, read_rows, report_issues
     from engine.curate.backtest import backtest
     from engine.errors import UsageError
 
@@ -41,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise UsageError("no valid benchmark record in the inputs")
     roots = args.rulebook or fixed_roots()
-    result = backtest(rows, protos, roots)
+    bar = _progress("leave-one-model-out", total=len({r.cell[1] for r in rows}), unit="models")
+    try:
+        result = backtest(rows, protos, roots, progress=bar.advance if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
     table = result.table()
     if args.json:
         print_json("backtest", {"models": result.models, "cells": result.cells, "table": table,

@@ -47,16 +47,19 @@ def read_rows(inputs: list[str]) -> tuple[list[Any], dict, list[Any], int]:
 
 
 class _Bar:
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, total: int | None = None, unit: str = "rows") -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.p = Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} rows"),
+        self.p = Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} " + unit),
                           TimeElapsedColumn(), transient=True, console=_console())
-        self.t = self.p.add_task(label, total=None)
+        self.t = self.p.add_task(label, total=total)
         self.p.start()
 
     def update(self, n: int) -> None:
         self.p.update(self.t, completed=n)
+
+    def advance(self) -> None:
+        self.p.advance(self.t)
 
     def close(self) -> None:
         self.p.stop()
@@ -68,9 +71,9 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
-def _progress(label: str) -> _Bar | None:
+def _progress(label: str, total: int | None = None, unit: str = "rows") -> _Bar | None:
     """A progress bar on stderr, only when stderr is a terminal."""
-    return _Bar(label) if sys.stderr.isatty() else None
+    return _Bar(label, total, unit) if sys.stderr.isatty() else None
 
 
 def report_issues(issues: list[Any]) -> None:

@@ -36,11 +36,10 @@ def _chart(hw: str, result: CurationResult) -> str | None:
         for i, b in enumerate(backends):
             ys = []
             for c in cells:
-                best = max(median([x.tps for x in by_cell[c] if x.cfg == cfg])
-                           for cfg in {x.cfg for x in by_cell[c]})
-                vals = [x.tps for x in by_cell[c] if x.cfg[0] == b]
-                if vals:
-                    ys.append(max(vals) / best)
+                meds = {cfg: median([x.tps for x in by_cell[c] if x.cfg == cfg]) for cfg in {x.cfg for x in by_cell[c]}}
+                mine = [m for cfg, m in meds.items() if cfg[0] == b]
+                if mine:  # the backend's best configuration (median of its repeats) / the test's best
+                    ys.append(max(mine) / max(meds.values()))
             if ys:
                 xs = [i + (j % 9 - 4) * 0.03 for j in range(len(ys))]
                 ax.scatter(xs, ys, s=12, alpha=0.6, color=COLORS.get(b, "#000"), label=b)
@@ -50,7 +49,12 @@ def _chart(hw: str, result: CurationResult) -> str | None:
                 ax.scatter([backends.index(o.row.cfg[0])], [min(1.5, o.row.tps / o.group_median)],
                            marker="x", color="red", s=40)
         ax.set_xticks(range(len(backends)), backends)
-        ax.set_title(f"{scen} ({len(cells)} tests)", fontsize=10)
+        chosen = _chosen(hw, scen, result)
+        for tick, b in zip(ax.get_xticklabels(), backends, strict=True):
+            if b == chosen:
+                tick.set_fontweight("bold")
+                tick.set_color("green")
+        ax.set_title(f"{scen} ({len(cells)} tests)" + (f" -> {chosen}" if chosen else ""), fontsize=10)
         ax.set_ylim(0, 1.1)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("tokens/s / best config of the test")
@@ -60,6 +64,17 @@ def _chart(hw: str, result: CurationResult) -> str | None:
     fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _chosen(hw: str, scen: str, result: CurationResult) -> str | None:
+    """The backend curation chose for all models of this hardware in this scenario (None if none)."""
+    for d in sorted(result.decisions, key=lambda d: -d.priority):
+        if d.param != "backend" or d.scenario != scen or d.model_level != "any":
+            continue
+        conds = dict(d.hw_value)
+        if conds.get("archetype") == hw or (d.hw_level == "arch" and f":{conds.get('arch')}:" in f":{hw}:"):
+            return str(d.value)
+    return None
 
 
 def _decision_row(d: Decision) -> str:
@@ -84,7 +99,8 @@ def render_html(result: CurationResult) -> str:
              f"{len(result.decisions)} decisions, {len(result.skipped)} groups without a decision.</p>",
              "<p class='muted'>Charts: every point is one test (model x test x depth) on that hardware; "
              "y = the backend's best tokens/s divided by the best configuration of that test; the bar is "
-             "the median. Red x = an excluded outlier (tokens/s / its group median).</p>"]
+             "the median. Red x = an excluded outlier (tokens/s / its group median). A green backend "
+             "name (and '-> backend' in the title) is the one curation chose for all models there.</p>"]
     by_hw: dict[str, list[Decision]] = defaultdict(list)
     for d in result.decisions:
         by_hw[", ".join(f"{k}={v}" for k, v in d.hw_value)].append(d)
