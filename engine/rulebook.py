@@ -118,7 +118,8 @@ def _files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise RulebookReadError([LocatedError(_display(root), 1, 1, "", "not_found",
                                               "rulebook directory or file does not exist")])
-    return sorted(p for p in root.rglob("*.yaml") if p.is_file())
+    return sorted(p for p in root.rglob("*.yaml")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _loc_str(loc: Iterable[Any]) -> str:
@@ -166,18 +167,11 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
     if errors:
         order = {label: i for i, label in enumerate(dict.fromkeys(e.path for e in errors))}
         raise RulebookError(sorted(errors, key=lambda e: (order[e.path], e.line, e.col)))
-    rules = [_reindex(r, i) for i, r in enumerate(rules)]
     digest = hashlib.sha256()
     for label, raw in sorted(digest_parts):
         digest.update(label.encode() + b"\0" + str(len(raw)).encode() + b"\0" + raw)
     return ir.Rulebook(rules=tuple(rules), digest=digest.hexdigest(),
                        root=",".join(r.name for r in root_paths), files=tuple(labels))
-
-
-def _reindex(rule: ir.Rule, index: int) -> ir.Rule:
-    source = rule.source.split("#", 1)[0]
-    return ir.Rule(id=rule.id, description=rule.description, layer=rule.layer, priority=rule.priority,
-                   when=rule.when, set=rule.set, source=source, index=index, evidence=rule.evidence)
 
 
 _Ids = list[tuple[str, int, tuple[int, int]]]
@@ -239,7 +233,7 @@ def _load_file(raw: bytes, label: str, shown: str, offset: int
         values = {k: getattr(rm.set, k) for k in rm.set.model_fields_set}
         ordered = {k: values[k] for k in raw["set"] if k in values}
         rule = ir.Rule(id=rm.id, description=rm.description, layer=rm.layer, priority=rm.priority,
-                       when=tuple(conds), set=ordered, source=f"{label}:{line}#{i}",
+                       when=tuple(conds), set=ordered, source=f"{label}:{line}",
                        index=offset + i, evidence=_evidence(rm.evidence))
         out.append(rule)
     errors.sort(key=lambda e: (e.line, e.col))

@@ -251,3 +251,12 @@ def test_the_format_reference_documents_every_attribute_parameter_and_error_code
     for code in ("unknown_attribute", "unknown_operator", "operator_type", "value_type", "duplicate_key",
                  "duplicate_id", "backend_recipe", "empty_set", "yaml_syntax"):
         assert f"`{code}`" in doc, code
+
+
+def test_only_yaml_files_outside_hidden_directories_are_read(tmp_path):
+    shutil.copytree(FIX / "good", tmp_path / "rb")
+    _write(tmp_path, "rb/.git/junk.yaml", "{{ not yaml")
+    _write(tmp_path, "rb/notes.txt", "{{ not yaml")
+    _write(tmp_path, "rb/.#editor-lock.yaml", "{{ not yaml")
+    book = load_rulebook(tmp_path / "rb")
+    assert book.files == ("rb/archetypes/strix-halo.yaml", "rb/defaults.yaml")
