@@ -270,6 +270,8 @@ def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int
     else:
         n_kv = max(kv_size, swa_cells)
         attn = qkv + n_kv * n_tok * n_head * f32
+        if model.mla and model.kv_lora_rank:  # the latent V is a transposed copy of part of the K cache
+            attn += kv_size * n_stream * model.kv_lora_rank * CACHE_TYPES[cfg.cache_type_k][1]
     n_ff = model.feed_forward_length or 4 * n_embd
     ffn = 2 * n_ff * n_tok * f32
     if model.is_moe and model.expert_used_count:

@@ -60,16 +60,20 @@ class _Checker:
         self.gpu, self.ram = _budgets(hw, cpu_only)
         self.unified = self.gpu is not None and self.gpu.device == "unified"
 
+    def gpu_ok(self, e: Estimate) -> bool:
+        """The GPU part fits the GPU budget (monotone in GPU layers and in experts kept on the GPU)."""
+        return self.gpu is None or e.gpu_bytes <= self.gpu.bytes
+
+    def host_ok(self, e: Estimate) -> bool:
+        """What stays in system RAM fits it (unified memory: everything comes out of RAM)."""
+        if self.ram.bytes <= 0:
+            return True
+        if self.gpu is None or self.unified:
+            return e.total_bytes <= self.ram.bytes
+        return e.cpu_bytes <= self.ram.bytes
+
     def ok(self, e: Estimate) -> bool:
-        if self.gpu is None:
-            return self.ram.bytes <= 0 or e.total_bytes <= self.ram.bytes
-        if e.gpu_bytes > self.gpu.bytes:
-            return False
-        if self.ram.bytes > 0:
-            # unified memory: the GPU part and the host part come out of the same RAM
-            host = e.total_bytes if self.unified else e.cpu_bytes
-            return host <= self.ram.bytes
-        return True
+        return self.gpu_ok(e) and self.host_ok(e)
 
 
 def _max_ctx(check: _Checker, cfg: Config, lo: int, hi: int) -> int | None:
@@ -121,7 +125,7 @@ def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float |
         best = _max_ctx(check, cfg, floor, cap)
         out["fit_max_ctx"] = best if best is not None else floor
         layers = _bisect(0, n_layer + 1,
-                         lambda n: check.ok(estimate(model, replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
+                         lambda n: check.gpu_ok(estimate(model, replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
         out["fit_max_gpu_layers"] = min(n_layer, layers or 0)
     elif check.ram.bytes > 0:
         cpu = replace(cfg, n_gpu_layers=0)
@@ -201,7 +205,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
         ctx = lo
         base = replace(cfg, ctx_size=ctx)
         if model.is_moe and moe_in in (None, "auto", "default"):
-            moe = _bisect(0, n_layer, lambda n: check.ok(estimate(model, replace(base, n_cpu_moe=n))), False)
+            moe = _bisect(0, n_layer, lambda n: check.gpu_ok(estimate(model, replace(base, n_cpu_moe=n))), False)
             if moe is not None:
                 cfg = replace(base, n_cpu_moe=moe)
                 placement_note = f"experts of the first {moe} layers on the CPU (--n-cpu-moe {moe})"
@@ -209,8 +213,8 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
                 cfg = replace(base, n_cpu_moe=n_layer)
         if not check.ok(estimate(model, replace(cfg, ctx_size=ctx))):
             top = min(cfg.n_gpu_layers, n_layer + 1)
-            layers = _bisect(0, top, lambda n: check.ok(estimate(model, replace(cfg, ctx_size=ctx, n_gpu_layers=n))),
-                             True)
+            layers = _bisect(0, top, lambda n: check.gpu_ok(estimate(model, replace(cfg, ctx_size=ctx,
+                                                                                       n_gpu_layers=n))), True)
             cfg = replace(cfg, n_gpu_layers=layers or 0)
             placement_note = f"{layers or 0} of {n_layer} layers on the GPU" + (
                 f", {placement_note}" if placement_note else "")
@@ -225,7 +229,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
     ngl_out = ALL_LAYERS if cfg.n_gpu_layers > n_layer else cfg.n_gpu_layers
     concrete["ctx_size"] = ctx
     concrete["n_gpu_layers"] = ngl_out
-    concrete["n_cpu_moe"] = cfg.n_cpu_moe if model.is_moe else 0
+    concrete["n_cpu_moe"] = cfg.n_cpu_moe if model.is_moe and cfg.n_gpu_layers > 0 else 0
     if ctx_in not in (None, "auto", "default") and int(ctx_in) != ctx:
         changed["ctx_size"] = (ctx_in, ctx, f"{ctx_in} tokens do not fit; the largest that fits is {ctx}")
     elif ctx_in in (None, "auto", "default"):
