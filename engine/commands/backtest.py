@@ -58,11 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(table: list[dict[str, Any]], models: int, cells: int) -> str:
     lines = [f"leave-one-model-out over {models} models, {cells} measured cells "
-             "(regret = 1 - achieved/best measured tokens/s)", "",
+             "(regret = 1 - achieved/best measured tokens/s)",
+             "curated/static: the exact recommended configuration (backend + parameters; unset = llama.cpp "
+             "defaults) must have been measured on that hardware/model/test, else the cell is unmeasured;",
+             "*-backend-only: each policy's backend at that backend's best measured parameters "
+             "(the backend decision alone). contested = tests where 2+ backends were measured.", "",
              "| subset | metric | policy | cells | mean regret | p90 regret | unmeasured |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     names = {"tg": "generation", "pp": "prompt"}
-    for row in sorted(table, key=lambda r: (r["subset"], r["metric"] != "tg", r["policy"])):
+    order = {"curated": 0, "static": 1, "curated-backend-only": 2, "static-backend-only": 3}
+    for row in sorted(table, key=lambda r: (r["subset"], r["metric"] != "tg", order.get(r["policy"], 9))):
         mean = "-" if row["mean"] is None else f"{row['mean']:.1%}"
         p90 = "-" if row["p90"] is None else f"{row['p90']:.1%}"
         lines.append(f"| {row['subset']} | {names.get(row['metric'], row['metric'])} | {row['policy']} | "

@@ -65,6 +65,15 @@ def _achieved(rows: Sequence[Row], choice: dict[str, Any]) -> float | None:
     return median(hits) if hits else None
 
 
+def _achieved_backend(rows: Sequence[Row], choice: dict[str, Any]) -> float | None:
+    """The best configuration of the chosen backend (median of its repeats); None if not measured."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.cfg[0] == choice["backend"]:
+            groups[r.cfg].append(r.tps)
+    return max(median(v) for v in groups.values()) if groups else None
+
+
 def _r2(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
@@ -159,8 +168,13 @@ def backtest(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], fixed_ro
                 subsets = ["all"] + (["contested"] if contested else [])
                 cur = choose(context_of(protos[(cell[0], cell[1])], model, scen, avail))
                 sta = static_choice(avail)
-                for name, choice in (("curated", cur), ("static", sta)):
-                    got = _achieved(cell_rows, choice)
+                # strict: the exact recommended configuration must have been measured. backend-only:
+                # each policy's backend at that backend's best measured parameters, isolating the
+                # backend decision from parameter coverage (same footing for both policies)
+                for name, choice, how in (("curated", cur, _achieved), ("static", sta, _achieved),
+                                          ("curated-backend-only", cur, _achieved_backend),
+                                          ("static-backend-only", sta, _achieved_backend)):
+                    got = how(cell_rows, choice)
                     for sub in subsets:
                         pol = policies[sub][f"{name}:{metric}"]
                         if got is None:

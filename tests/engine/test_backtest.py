@@ -62,6 +62,9 @@ def test_leave_one_model_out_on_real_rows():
         assert t["mean"] is None or (0.0 <= t["mean"] <= 1.0 and 0.0 <= t["p90"] <= 1.0)
     cur, sta = table[("contested", "curated", "pp")], table[("contested", "static", "pp")]
     assert cur["mean"] < sta["mean"]  # on Strix Halo prompt processing, vulkan-first costs a lot
+    cb, sb = table[("contested", "curated-backend-only", "pp")], table[("contested", "static-backend-only", "pp")]
+    assert cb["unmeasured"] == sb["unmeasured"] == 0 and cb["cells"] == sb["cells"]  # same footing
+    assert cb["mean"] < sb["mean"]
     assert res.examples and all(e["best"] >= (e["curated_tps"] or 0) - 0.01 for e in res.examples)
 
 
