@@ -102,12 +102,17 @@ def run(args: argparse.Namespace) -> int:
     summary = {"records": n, "rejected": len(issues), "duplicates": result.duplicates,
                "outliers": len(result.outliers), "decisions": len(result.decisions),
                "undecided": len(result.skipped), "files": [str(f) for f in files],
-               "report": args.report}
+               "report": args.report,
+               "outlier_rows": [{"where": o.row.where, "tokens_per_s": o.row.tps,
+                                 "group_median": round(o.group_median, 3)} for o in result.outliers[:200]]}
     if args.json:
         print_json("curation", summary)
     else:
         print(f"{n} records ({len(issues)} rejected, {result.duplicates} duplicates, {len(result.outliers)} "
               f"outliers); {len(result.decisions)} decisions, {len(result.skipped)} groups undecided")
+        for o in result.outliers[:20]:
+            print(f"outlier: {o.row.where}: {o.row.tps:g} tokens/s vs group median {o.group_median:g}",
+                  file=sys.stderr)
         for f in files:
             print(f"wrote {f}")
         if args.report:

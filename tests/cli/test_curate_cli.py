@@ -63,3 +63,24 @@ def test_backtest_prints_both_policies():
     text = engine("backtest", str(FIX / "community-sample.csv"))
     assert text.returncode == 0 and "| all | generation | curated |" in text.stdout
     assert "| all | prompt | static |" in text.stdout
+
+
+def test_outliers_are_reported_in_json(tmp_path: Path):
+    import csv
+
+    with (FIX / "community-sample.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    first = rows[0]
+    base = float(first["tokens_per_s"])
+    # three more repeats of one real measurement (same build), then a 5x copy of it
+    planted = [dict(first, tokens_per_s=f"{base * k:.2f}") for k in (1.001, 0.999, 1.0005, 5.0)]
+    data = tmp_path / "planted.csv"
+    with data.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(first))
+        w.writeheader()
+        w.writerows(rows + planted)
+    p = engine("curate", str(data), "--out", str(tmp_path / "gen"), "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [o["where"] for o in doc["outlier_rows"]] == [f"{data}:{len(rows) + 5}"]
+    assert doc["outliers"] == 1
