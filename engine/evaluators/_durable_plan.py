@@ -30,6 +30,7 @@ MAX_CHILDREN = 400  # distinct tests under one node (durable: 511, then registra
 MAX_STACK = 56  # worst-case simultaneously matched nodes on one path (durable: 64, error 303)
 MAX_VARIANTS = 64  # `in` conditions expand into at most this many equality-only patterns per rule
 MAX_IN_KEYS = 64  # `in` lists compiled to one derived key each (beyond: expanded into variants)
+MAX_TRUE_KEYS = 16  # derived keys of one family true in one fact (more: that context is matched in Python)
 NEVER: Any = object()
 
 
@@ -91,6 +92,14 @@ class _Keys:
             for b in buckets:
                 table.setdefault(b, []).append(key)
         return key
+
+    def overflows(self, keys: list[str]) -> bool:
+        """More derived keys of one family true at once than the capacity model allows."""
+        counts: dict[str, int] = {}
+        for k in keys:
+            fam = family(k)
+            counts[fam] = counts.get(fam, 0) + 1
+        return any(n > MAX_TRUE_KEYS for n in counts.values())
 
     def derived(self, attr: str, value: Any) -> list[str]:
         """Derived keys that are true for one context attribute value (a frozenset for set attributes)."""
@@ -221,6 +230,27 @@ def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- sharding
 
+def family(key: str) -> str:
+    """Keys of one family can be true together only up to a cap: a plain attribute is one fact property
+    (one value matches), set members `a__<n>` and `in` keys `a__in<n>` up to MAX_TRUE_KEYS each."""
+    if "__" not in key:
+        return key
+    attr, rest = key.split("__", 1)
+    return f"{attr}__in" if rest.startswith("in") else f"{attr}__"
+
+
+def _hashed_width(families: Mapping[str, set[str]], new_key: str | None) -> int:
+    """How many hashed children of a node one fact can match at once (durable looks them up per property)."""
+    width = 0
+    new_family = family(new_key) if new_key is not None else None
+    for fam, keys in families.items():
+        n = len(keys) + (1 if fam == new_family and new_key not in keys else 0)
+        width += min(n, 1 if "__" not in fam else MAX_TRUE_KEYS)
+    if new_family is not None and new_family not in families:
+        width += 1
+    return width
+
+
 def _stack(width: int, child: int) -> int:
     """Peak pending nodes below a node that pushes `width` matched children (durable walks depth first:
     it pushes every matched child, pops one and descends, so siblings wait on the stack)."""
@@ -232,7 +262,7 @@ class _Node:
     """A test node of the shard's network (patterns share prefixes, as durable's alpha network does)."""
 
     children: dict[Test, _Node] = field(default_factory=dict)
-    attrs: set[str] = field(default_factory=set)  # keys of hashed children (one value per key matches)
+    families: dict[str, set[str]] = field(default_factory=dict)  # hashed children's keys per family
     others: int = 0  # non-hashed children (all may match at once)
     maxchild: int = 0  # max `best` over the children
     best: int = 0  # worst-case pending matched nodes from here down (durable's stack)
@@ -264,7 +294,7 @@ class Shard:
             new = t not in n.children
             if new and len(n.children) >= MAX_CHILDREN:
                 return False
-            hashed = len(n.attrs) + (1 if new and t[0] == "=" and t[1] not in n.attrs else 0)
+            hashed = _hashed_width(n.families, t[1] if new and t[0] == "=" else None)
             others = n.others + (1 if new and t[0] != "=" else 0)
             child_best = _stack(hashed + others, max(n.maxchild, child_best))
         return child_best <= MAX_STACK
@@ -276,7 +306,7 @@ class Shard:
             if child is None:
                 child = node.children[t] = _Node()
                 if t[0] == "=":
-                    node.attrs.add(t[1])
+                    node.families.setdefault(family(t[1]), set()).add(t[1])
                 else:
                     node.others += 1
             node = child
@@ -285,7 +315,7 @@ class Shard:
         below = node.best
         for n in reversed(path[:-1]):
             n.maxchild = max(n.maxchild, below)
-            n.best = below = _stack(len(n.attrs) + n.others, n.maxchild)
+            n.best = below = _stack(_hashed_width(n.families, None) + n.others, n.maxchild)
         self.entries.append((pos, tests))
 
 

@@ -23,7 +23,7 @@ import durable_rules_engine as _dre
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, Attribute, validate_context
 from engine.errors import EngineError
-from engine.evaluators._durable_plan import END_PRI, CompileError, Shard, dumps, pattern, plan
+from engine.evaluators._durable_plan import END_PRI, MAX_TRUE_KEYS, CompileError, Shard, dumps, pattern, plan
 
 END_NAME = "zz_end"
 
@@ -77,13 +77,17 @@ class DurableEvaluator:
         out[END_NAME] = {"pri": END_PRI, "all": [{"m": {"t": "$end"}}]}
         return dumps(out)
 
-    def _fact(self, ctx: Mapping[str, Any]) -> str:
-        """The flattened fact as JSON without its closing brace (the sid is appended per shard)."""
+    def _fact(self, ctx: Mapping[str, Any]) -> str | None:
+        """The flattened fact as JSON without its closing brace (the sid is appended per shard); None
+        when it carries more true derived keys of one family than the capacity model allows."""
         fact: dict[str, Any] = {"t": "ctx"}
         derived = self._keys.derived
         for key, value in ctx.items():
             fact[key] = True if isinstance(value, frozenset) else value
-            for k in derived(key, value):
+            true = derived(key, value)
+            if len(true) > MAX_TRUE_KEYS and self._keys.overflows(true):
+                return None
+            for k in true:
                 fact[k] = True
         return dumps(fact)[:-1]
 
@@ -91,6 +95,8 @@ class DurableEvaluator:
         ctx = validate_context(context, self.attributes)
         fact = self._fact(ctx)
         rules = self.rulebook.rules
+        if fact is None:  # too many members / `in` lists true at once for durable's stack: reference path
+            return tuple(r for r in sorted(rules, key=lambda r: (r.salience, r.index)) if ir.matches(r, ctx))
         hits = {pos for pos in self._always if ir.matches(rules[pos], ctx)}
         with self._lock:
             if not self._handles:

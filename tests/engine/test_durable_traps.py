@@ -241,3 +241,22 @@ def test_numbers_durable_cannot_parse_as_python_writes_them():
     for bad in (float("inf"), 2**60):
         with pytest.raises(durable.CompileError, match="not finite or beyond"):
             durable.DurableEvaluator(_book([_rule(0, (ir.Condition("params_b", "lt", bad),))]))
+
+
+def test_many_archetype_rules_share_one_shard_and_many_true_members_fall_back_exactly():
+    """350 archetype-specific rules: one fact matches at most MAX_TRUE_KEYS member keys under a node, so one
+    ruleset holds them (not 7 shards of 56); a context with more true members takes the reference path."""
+    from engine.evaluators._durable_plan import MAX_TRUE_KEYS
+
+    rules = [_rule(i, (ir.Condition("recipe", "eq", "llamacpp"), ir.Condition("archetype", "eq", f"a{i}")),
+                   priority=i % 5) for i in range(350)]
+    book = _book(rules)
+    dev, pev = durable.DurableEvaluator(book), PythonEvaluator(book)
+    try:
+        assert dev.shard_count == 1
+        for members in (3, MAX_TRUE_KEYS, MAX_TRUE_KEYS + 1, 40):
+            ctx = {"recipe": "llamacpp", "archetype": frozenset(f"a{7 * k}" for k in range(members))}
+            got = dev.match(ctx)
+            assert got == pev.match(ctx) and len(got) == members
+    finally:
+        dev.close()
