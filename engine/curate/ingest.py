@@ -244,9 +244,12 @@ def _bench_obj(where: str, fmt: str, obj: Any, label: str) -> Item:
         n_params = _num(obj.get("model_n_params"))
         bn = _num(obj.get("build_number"), int)
         commit = str(obj.get("build_commit") or "")
-        gpu = str(obj.get("gpu_info") or "")
-        raw = {"hardware": gpu or str(obj.get("cpu_info") or ""), "cpu_name": str(obj.get("cpu_info") or ""),
-               "gpu_count": 0 if not gpu else None,
+        gpus = [g.strip() for g in re.split(r"[,/]", str(obj.get("gpu_info") or "")) if g.strip()]
+        gpu = gpus[0] if gpus else ""
+        same = len(gpus) > 1 and all(g == gpu for g in gpus)  # "RTX 3090, RTX 3090": two identical cards
+        raw = {"hardware": f"{len(gpus)}x {gpu}" if same else gpu or str(obj.get("cpu_info") or ""),
+               "cpu_name": str(obj.get("cpu_info") or ""),
+               "gpu_count": 0 if not gpu else (len(gpus) if same else None),
                "model": f"{stem} [{obj.get('model_type', '')} ]" if stem else str(obj.get("model_type") or ""),
                "params_b": round(n_params / 1e9, 2) if n_params else None,
                "backend": backend or "", "variant": str(obj.get("backends") or ""), "ngl": ngl,

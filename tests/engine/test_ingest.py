@@ -158,3 +158,15 @@ def test_builds_dates_tests():
     assert parse_test("tg 128") == ("tg", 0, 128, 0)
     with pytest.raises(ValueError):
         parse_test("tg")
+
+
+def test_llama_bench_multi_gpu_info_counts_identical_cards(tmp_path: Path):
+    import json
+
+    objs = json.loads((FIX / "llama-bench-rtx4080.json").read_text())
+    objs[0]["gpu_info"] = "NVIDIA GeForce RTX 4080, NVIDIA GeForce RTX 4080"
+    f = tmp_path / "two.json"
+    f.write_text(json.dumps(objs))
+    recs = [r for r in read_file(f) if isinstance(r, BenchRecord)]
+    assert recs[0].archetype == "nvidia-ada-sm_89-discrete-16gb-bw4-x2" and recs[0].gpu_count == 2
+    assert recs[1].archetype == "nvidia-ada-sm_89-discrete-16gb-bw4"
