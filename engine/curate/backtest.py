@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -97,6 +98,11 @@ def context_of(proto: Proto, model: str, scenario: str, available: Sequence[str]
                            "unified": proto.memclass == "unified"}
     if proto.archetype:
         ctx["archetype"] = frozenset(proto.backoff or (proto.archetype,))
+        tail = re.search(r"-(\d+)gb-bw(\d)(?:-x\d+)?$", proto.archetype)
+        if tail:  # what engine.context takes from the Archetype
+            ctx["mem_bucket_gb"], ctx["bw_tier"] = int(tail.group(1)), int(tail.group(2))
+    if proto.memclass == "cpu":
+        ctx["gpu_count"] = 0
     for key in ("family", "arch", "model_class", "precision", "size_class"):
         val = getattr(proto, key)
         if val:

@@ -21,6 +21,10 @@ MIN_ROWS = 3  # minimum submissions behind a decision (winner rows)
 MIN_WIN_SHARE = 0.6  # consistency: the winner must be faster in at least 60 % of the tests both ran
 HW_PRIORITY = {"exact": 600, "backoff": 500, "arch": 400, "family": 200}
 MODEL_PRIORITY = {"class": 60, "precision": 30, "any": 0}
+# One-backend data on platforms with one native backend (NVIDIA CUDA, Apple Metal, CPU): no choice is
+# claimed, the rule restates that backend and carries the measured speed (the expected tokens/s).
+SOLE_PRIORITY = {"exact": 100, "backoff": 80, "arch": 60, "family": 40}
+NATIVE = {"nvidia": "cuda", "apple": "metal", "cpu": "cpu"}
 SAFE_KV = {"cuda": {"f16", "bf16", "q4_0", "q8_0"}, "vulkan": {"f16", "q4_0", "q8_0"}}
 
 
@@ -194,7 +198,13 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
         prio = HW_PRIORITY[hw_level] + MODEL_PRIORITY[model_level]
         d = _choose_backend(cells, values, by_cell)
         label = f"{dict(hw_value)} {dict(model_value)} {scen}"
-        if isinstance(d, str):
+        sole = _sole_backend(cells, values, by_cell, protos, hw_level) if isinstance(d, str) else None
+        if sole is not None:
+            value, ev = sole
+            decisions.append(Decision(hw_level, hw_value, model_level, model_value, scen, "backend", value,
+                                      None, 0.0, ev["spread"], ev,
+                                      SOLE_PRIORITY[hw_level] + MODEL_PRIORITY[model_level] // 2))
+        elif isinstance(d, str):
             skipped.append(f"{label}: backend: {d}")
         else:
             value, margin, noise, ev = d
@@ -276,10 +286,12 @@ def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[t
             continue
         r = protos[(cell[0], cell[1])]
         hws = []
+        # scalar conditions next to an archetype id keep rules for different ids visibly disjoint
         if r.archetype:
-            hws.append(("exact", (("archetype", r.archetype),)))
+            hws.append(("exact", (("archetype", r.archetype),) + ((("arch", r.arch),) if r.arch else ())))
         if len(r.backoff) > 1 and r.memclass != "cpu":  # {vendor}-{family}-{memclass}-{bucket}-bw{tier}
-            hws.append(("backoff", (("archetype", r.backoff[1]),)))
+            hws.append(("backoff", (("archetype", r.backoff[1]),)
+                        + ((("family", r.family),) if r.family else ()) + (("vendor", r.vendor),)))
         if r.arch:
             hws.append(("arch", (("arch", r.arch),)))
         if r.family:
@@ -366,6 +378,33 @@ def _choose_backend(cells, values, kept_by_cell):
     if ev is None:
         return f"{win}: fewer than {MIN_ROWS} submissions"
     return win, margin, nz, ev
+
+
+def _sole_backend(cells, values, by_cell, protos, hw_level):
+    """(backend, evidence) when the group measured only its platform's native backend, else None."""
+    backends = {cfg[0] for c in cells for cfg in values.get(c, {})}
+    vendors = {protos[(c[0], c[1])].vendor for c in cells}
+    if len(backends) != 1 or len(vendors) != 1 or hw_level == "family":
+        return None
+    (backend,), (vendor,) = backends, vendors
+    if NATIVE.get(vendor) != backend:
+        return None
+    rows = [r for c in cells for r in by_cell.get(c, ())]
+    if len(rows) < MIN_ROWS:
+        return None
+    metric = _top_metric(rows, [])
+    per = [max(v.tps for v in values[c].values()) for c in cells if _metric(c) == metric and values.get(c)]
+    noise = median([v.noise for c in cells for v in values.get(c, {}).values()])
+    builds = sorted({r.build_number for r in rows if r.build_number is not None})
+    dates = sorted({r.date for r in rows if r.date})
+    sources = sorted({r.source for r in rows})
+    ev = {"n": len(rows), "metric": metric, "median_tps": _f(median(per)), "spread": round(noise, 4),
+          "sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
+          "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
+          "dates": f"{dates[0]}..{dates[-1]}" if dates else None,
+          "note": f"only {backend} was measured here (the platform's native backend): no comparison is "
+                  f"claimed; the rule carries the measured speed, median over {len(per)} {metric} tests"}
+    return backend, ev
 
 
 def _param_value(cfg: tuple, param: str):

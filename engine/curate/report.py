@@ -84,7 +84,8 @@ def _decision_row(d: Decision) -> str:
     param = d.param if d.backend is None else f"{d.param} (with {d.backend})"
     return ("<tr class='win'>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
         cond, d.scenario, param, d.value, f"{d.margin:.1%}", f"{d.noise:.1%}", ev.get("n"), ev.get("metric"),
-        ev.get("median_tps"), ru.get("value", "-"), ru.get("median_tps", "-"), d.priority)) + "</tr>")
+        ev.get("median_tps"), ru.get("value", "(only one measured)"), ru.get("median_tps", "-"), d.priority))
+        + "</tr>")
 
 
 def render_html(result: CurationResult) -> str:

@@ -184,6 +184,26 @@ def test_rules_generalise_to_back_off_ids_and_family_when_two_archetypes_agree()
     rows += [r(20 + i, xt, "vulkan", 30 + i * 0.1) for i in range(3)] + [r(30 + i, xt, "rocm", 25) for i in range(3)]
     levels = {(d.hw_level, d.hw_value, d.priority) for d in curate(rows).decisions
               if d.model_level == "class" and d.param == "backend"}
-    assert levels == {("exact", (("archetype", xtx),), 660), ("exact", (("archetype", xt),), 660),
-                      ("backoff", (("archetype", "amd-rdna3-discrete-24gb-bw4"),), 560),
+    assert levels == {("exact", (("archetype", xtx), ("arch", "gfx1100")), 660),
+                      ("exact", (("archetype", xt), ("arch", "gfx1101")), 660),
+                      ("backoff", (("archetype", "amd-rdna3-discrete-24gb-bw4"), ("family", "rdna3"),
+                                   ("vendor", "amd")), 560),
                       ("family", (("family", "rdna3"), ("vendor", "amd")), 260)}
+
+
+def test_single_native_backend_data_gives_an_evidence_rule_but_claims_no_choice(tmp_path: Path):
+    nv = [r for r in SAMPLE if "4090" in r.hardware]
+    res = curate(nv)
+    sole = [d for d in res.decisions if d.param == "backend" and d.hw_level == "exact"]
+    assert sole and {d.value for d in sole} == {"cuda"} and all(d.priority < 200 for d in sole)
+    assert all("runner_up" not in d.evidence and "no comparison" in d.evidence["note"] for d in sole)
+    write(res, tmp_path)
+    rule = next(r for r in load_rulebook(tmp_path).rules if r.id.endswith("dense-medium-quantized-chat-backend"))
+    conds = {c.attr: c.value for c in rule.when}
+    assert conds["mem_bucket_gb"] == 24 and conds["bw_tier"] == 4 and conds["gpu_count"] == 1
+    assert rule.evidence.median_tps > 0 and rule.evidence.metric.startswith("tg")
+    # a vulkan-only AMD card gets no rule: vulkan was not chosen over anything
+    amd = [r.model_copy(update={"vendor": "amd", "backend": "vulkan", "archetype": "amd-rdna3-gfx1100-discrete-24gb-bw4",
+                                "backoff": ("amd-rdna3-gfx1100-discrete-24gb-bw4",), "arch": "gfx1100",
+                                "family": "rdna3"}) for r in nv]
+    assert [d for d in curate(amd).decisions if d.param == "backend"] == []
