@@ -148,7 +148,10 @@ def estimate(model: ModelFacts, cfg: Config) -> Estimate:
     n_ubatch = min(n_batch, cfg.ubatch)
     n_layer = _layers(model)
     notes: list[str] = []
-    exact = bool(model.block_count and model.head_count_kv and model.key_length)
+    heads = model.head_count_kv
+    if len(heads) == 1 and n_layer > 1:  # a model-facts file may give one value for every layer
+        heads = heads * n_layer
+    exact = bool(model.block_count and len(heads) == n_layer and model.key_length)
 
     swa = model.swa_layers if len(model.swa_layers) == n_layer else (False,) * n_layer
     recr = model.recurrent_layers if len(model.recurrent_layers) == n_layer else (False,) * n_layer
@@ -159,7 +162,6 @@ def estimate(model: ModelFacts, cfg: Config) -> Estimate:
             min(kv_size, model.sliding_window * (n_seq if cfg.kv_unified else 1) + n_ubatch))
     per_cell_base = per_cell_swa = 0
     if exact:
-        heads = model.head_count_kv
         klen = [model.key_length_swa if swa[i] and model.key_length_swa else model.key_length for i in range(n_layer)]
         vlen = [model.value_length_swa if swa[i] and model.value_length_swa else (model.value_length or 0)
                 for i in range(n_layer)]

@@ -125,6 +125,17 @@ def _quant(md: dict[str, Any], tensor_types: dict[int, int]) -> str | None:
 
 def model_facts_from_header(header: GGUFHeader, name: str | None = None) -> ModelFacts:
     """Build ModelFacts from a parsed header (per-layer KV heads, SWA/recurrent layout, weight bytes)."""
+    try:
+        return _facts(header, name)
+    except ModelFactsError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as err:  # wrongly typed or out-of-range metadata
+        detail = str(err).splitlines()
+        raise ModelFactsError(header.path, "GGUF metadata does not describe a valid model: "
+                                           + "; ".join(d.strip() for d in detail[:3])) from err
+
+
+def _facts(header: GGUFHeader, name: str | None) -> ModelFacts:
     md, src = header.metadata, header.path
     arch = md.get("general.architecture")
     if not isinstance(arch, str) or not arch:
@@ -139,6 +150,9 @@ def model_facts_from_header(header: GGUFHeader, name: str | None = None) -> Mode
 
     n_layer = pos_int("block_count")
     n_embd = pos_int("embedding_length")
+    for key, value, limit in (("block_count", n_layer, 1 << 16), ("embedding_length", n_embd, 1 << 24)):
+        if value is not None and value > limit:
+            raise ModelFactsError(src, f"{arch}.{key} = {value} is implausible (more than {limit})")
     facts: dict[str, Any] = {
         "name": md.get("general.name") if isinstance(md.get("general.name"), str) else name,
         "architecture": arch,

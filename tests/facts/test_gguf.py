@@ -169,3 +169,29 @@ def test_small_read_chunks_give_the_same_header(monkeypatch, chunk):
     pieces = read_header(FIX / "lfm2-hybrid.gguf")
     assert pieces.tensors == whole.tensors and pieces.data_offset == whole.data_offset
     assert pieces.metadata == whole.metadata
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["lfm2-hybrid", "gemma3-swa", "deepseek2-mla"]),
+       edits=st.lists(st.tuples(st.integers(0, 3000), st.binary(min_size=1, max_size=8)), min_size=1, max_size=4))
+def test_multi_byte_corruption_never_crashes(tmp_path, name, edits):
+    data = bytearray(_bytes(name))
+    for pos, blob in edits:
+        data[pos:pos + len(blob)] = blob
+    with contextlib.suppress(ModelFactsError):
+        read_model_facts(_write(tmp_path, bytes(data)))
+
+
+def test_wrongly_typed_metadata_is_a_model_facts_error(tmp_path):
+    import gguf as g
+
+    w = g.GGUFWriter(str(tmp_path / "bad.gguf"), "llama")
+    w.add_block_count(2)
+    w.add_embedding_length(64)
+    w.add_string("llama.attention.head_count", "eight")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ModelFactsError, match="does not describe a valid model"):
+        read_model_facts(tmp_path / "bad.gguf")

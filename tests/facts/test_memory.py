@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from facts.errors import FactsInputError
 from facts.gguf import read_model_facts
 from facts.memory import CACHE_TYPES, Config, estimate, row_bytes
+from facts.models import ModelFacts
 from facts.registry import resolve_model_spec
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gguf"
@@ -157,3 +158,21 @@ def test_estimate_monotone(models, cfg, name):
     wider = max(CACHE_TYPES, key=lambda t: (t in width, width.get(t, -1)))
     if width[cfg.cache_type_k] < 2:
         assert estimate(m, replace(cfg, cache_type_k=wider)).total_bytes >= base
+
+
+def test_json_facts_with_scalar_heads_are_exact(tmp_path):
+    """A model-facts file may give head_count_kv once; it counts for every layer, like in GGUF."""
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"architecture": "llama", "params_b": 8, "quant": "Q4_K_M", "size_gib": 4.6,
+                             "block_count": 32, "head_count": 32, "head_count_kv": [8], "key_length": 128,
+                             "value_length": 128, "embedding_length": 4096}))
+    m = resolve_model_spec(str(p))
+    e = estimate(m, Config(ctx_size=8192, parallel=1, kv_unified=False))
+    assert e.kv_bytes == 32 * 8 * 128 * 2 * 2 * 8192  # exact; only the per-layer weights are size-based
+    assert not any("Lemonade" in n for n in e.notes)
+
+
+def test_mismatched_head_array_falls_back_to_size(tmp_path):
+    m = ModelFacts(block_count=4, head_count_kv=(8, 8), key_length=128, file_bytes=2 * 10**9)
+    e = estimate(m, Config(ctx_size=4096, parallel=1, kv_unified=False))
+    assert e.estimated and e.kv_bytes == 224 * 1024 * 4096
