@@ -1,10 +1,34 @@
 """How decisions are made and explained: rulebooks, evaluators, resolution, recommend()."""
 
-from engine.evaluators import Evaluator as Evaluator  # noqa: E402
-from engine.evaluators import make_evaluator as make_evaluator  # noqa: E402
-from engine.recommend import Recommendation as Recommendation  # noqa: E402
-from engine.recommend import recommend as recommend  # noqa: E402
-from engine.resolve import Candidate as Candidate  # noqa: E402
-from engine.resolve import Decision as Decision  # noqa: E402
-from engine.rulebook import RulebookError as RulebookError  # noqa: E402
-from engine.rulebook import load_rulebook as load_rulebook  # noqa: E402
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name -> defining module. Imported on first use (PEP 562), so that `engine <verb>` starts fast
+# and `engine facts` never pays for the evaluators.
+_EXPORTS = {
+    "Candidate": "engine.resolve",
+    "Decision": "engine.resolve",
+    "Evaluator": "engine.evaluators",
+    "Recommendation": "engine.recommend",
+    "RulebookError": "engine.rulebook",
+    "load_rulebook": "engine.rulebook",
+    "make_evaluator": "engine.evaluators",
+    "recommend": "engine.recommend",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
