@@ -129,6 +129,7 @@ def test_logged_llama_cpp_sizes(models):
         assert abs(e.swa_kv_bytes / MIB - real["swa_kv_mib"]) <= 0.0051, row
         assert abs(e.recurrent_bytes / MIB - real["rs_mib"]) <= 0.0051, row
         assert real["kv_cells"] in (None, e.kv_cells), row
+        assert abs(e.compute_bytes / MIB - real["compute_mib"]) <= 0.10 * real["compute_mib"], row
 
 
 CFG = st.builds(
