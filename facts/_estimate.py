@@ -247,8 +247,8 @@ def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int
                   n_stream: int) -> int:
     """The compute buffer llama.cpp reserves for the worst-case prompt ubatch (CPU backend).
 
-    Live at the peak: graph inputs (tokens, positions, output ids, one KQ mask per cache), the residual
-    stream, and the largest of the attention phase (KQ scores without flash attention), the FFN phase and
+    The larger of the layers phase (graph inputs incl. one KQ mask per cache, the residual stream, and the
+    larger of the attention phase (KQ scores without flash attention) and the FFN / recurrent phase) and
     the output phase (logits for every token of the ubatch). See docs/memory.md for backend differences.
     """
     n_tok = n_ubatch
@@ -286,5 +286,7 @@ def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int
             attn = max(attn, (3 * d_in + 2 * groups) * n_tok * f32 + (model.recurrent_s_size or 0) * f32)
         else:  # short convolution (lfm2): in_proj (3 x n_embd), conv input and output
             attn = max(attn, 5 * n_embd * n_tok * f32)
-    output = n_vocab * n_tok * f32 + n_embd * n_tok * f32
-    return int((inputs + residual + max(attn, ffn, output)) * COMPUTE_MARGIN)
+    # the masks live until the last layer's attention; the output phase comes after them
+    layers = inputs + residual + max(attn, ffn)
+    output = n_vocab * n_tok * f32 + residual
+    return int(max(layers, output) * COMPUTE_MARGIN)

@@ -27,6 +27,7 @@ class Spec:
     n_ff: int = 128
     n_ctx_train: int = 8192
     extra: dict[str, Any] = field(default_factory=dict)
+    vocab: int = VOCAB
     matrix_type: str = "F16"  # deepseek2's MLA graph needs F32 weights on the CPU backend at these sizes
     build: Callable[[Spec, Callable[[str, tuple[int, ...]], None]], None] | None = None
 
@@ -70,10 +71,10 @@ def _experts(spec: Spec, add: Callable[[str, tuple[int, ...]], None], il: int, n
 
 def _common(spec: Spec, add: Callable[[str, tuple[int, ...]], None], output: bool = True,
             norm: str = "output_norm") -> None:
-    add("token_embd.weight", (VOCAB, spec.n_embd))
+    add("token_embd.weight", (spec.vocab, spec.n_embd))
     add(f"{norm}.weight", (spec.n_embd,))
     if output:
-        add("output.weight", (VOCAB, spec.n_embd))
+        add("output.weight", (spec.vocab, spec.n_embd))
 
 
 def build_dense(spec: Spec, add: Callable[[str, tuple[int, ...]], None]) -> None:
@@ -143,6 +144,8 @@ def specs() -> list[Spec]:
     return [
         Spec("llama-gqa", "llama", n_layer=3, n_head=8, n_head_kv=2, head_dim=64, n_embd=256,
              extra={"rope.dimension_count": 64}, build=build_dense),
+        Spec("llama-vocab32k", "llama", n_layer=2, n_head=4, n_head_kv=2, head_dim=64, n_embd=256, vocab=32000,
+             extra={"rope.dimension_count": 64}, build=build_dense),
         Spec("llama-mha", "llama", n_layer=2, n_head=4, n_head_kv=4, head_dim=32, n_embd=128,
              extra={"rope.dimension_count": 32}, build=build_dense),
         Spec("gemma2-swa", "gemma2", n_layer=4, n_head=4, n_head_kv=2, head_dim=32, n_embd=128,
@@ -164,16 +167,16 @@ def specs() -> list[Spec]:
     ]
 
 
-def _vocab(writer: Any) -> None:
+def _vocab(writer: Any, n_vocab: int) -> None:
     import gguf
 
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    tokens += [f"tok{i}" for i in range(VOCAB - len(tokens))]
+    tokens += [f"tok{i}" for i in range(n_vocab - len(tokens))]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
-    types += [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (VOCAB - 259)
+    types += [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (n_vocab - 259)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * VOCAB)
+    writer.add_token_scores([0.0] * n_vocab)
     writer.add_token_types([int(t) for t in types])
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
@@ -209,7 +212,7 @@ def write(spec: Spec, path: Path, seed: int = 0, matrix_type: str | None = None)
             w.add_float32(full, value)
         elif isinstance(value, list):
             w.add_array(full, value)
-    _vocab(w)
+    _vocab(w, spec.vocab)
     tensors: list[tuple[str, tuple[int, ...]]] = []
     assert spec.build is not None
     spec.build(spec, lambda name, shape: tensors.append((name, shape)))
