@@ -6,16 +6,12 @@ import functools
 import re
 from dataclasses import dataclass
 
-BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
-TIERS = ((60.0, 0), (170.0, 1), (340.0, 2), (700.0, 3), (1300.0, 4), (2500.0, 5))
+from facts.archetype import family_from_arch
+
+_GPU_VENDORS = ("amd", "nvidia", "apple", "intel", "qualcomm")
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s+")
 _CORES = re.compile(r"(\d+)-core GPU", re.IGNORECASE)
 _ARCH_TOKEN = re.compile(r"\b(gfx[0-9a-f]{3,4}|sm_?\d{2,3})\b", re.IGNORECASE)
-_GFX_FAMILY = (("gfx90a", "cdna2"), ("gfx94", "cdna3"), ("gfx95", "cdna4"), ("gfx103", "rdna2"),
-               ("gfx110", "rdna3"), ("gfx115", "rdna3.5"), ("gfx120", "rdna4"), ("gfx80", "gcn4"),
-               ("gfx90", "gcn5"))
-_SM_FAMILY = {"75": "turing", "80": "ampere", "86": "ampere", "87": "ampere", "89": "ada", "90": "hopper",
-              "100": "blackwell", "110": "blackwell", "120": "blackwell", "121": "blackwell"}
 
 
 @dataclass(frozen=True)
@@ -31,20 +27,6 @@ class HardwareInfo:
     gpu_count: int
 
 
-def bucket(gb: float) -> int | None:
-    fits = [b for b in BUCKETS if b <= gb * 1.03]
-    return fits[-1] if fits else None
-
-
-def tier(bw_gbs: float | None) -> int | None:
-    if bw_gbs is None:
-        return None
-    for edge, t in TIERS:
-        if bw_gbs < edge:
-            return t
-    return 6
-
-
 def _vendor(text: str) -> str:
     t = text.lower()
     for v in ("nvidia", "apple", "intel", "qualcomm"):
@@ -55,14 +37,6 @@ def _vendor(text: str) -> str:
     if re.search(r"geforce|rtx|quadro|tesla", t):
         return "nvidia"
     return "unknown"
-
-
-def _family_of_arch(arch: str) -> str | None:
-    a = arch.lower()
-    if a.startswith("gfx"):
-        return next((fam for prefix, fam in _GFX_FAMILY if a.startswith(prefix)), None)
-    m = re.match(r"sm_?(\d+)", a)
-    return _SM_FAMILY.get(m.group(1)) if m else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -93,7 +67,7 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
         return _with_id(vendor if vendor != "unknown" else row.vendor, row.family or None, row.arch,
                         "unified" if row.unified else "discrete", None, None, count)
     arch = row.arch if row else arch_token
-    family = (row.family if row else None) or (_family_of_arch(arch) if arch else None)
+    family = (row.family if row else None) or family_from_arch(arch)
     is_unified = row.unified if row else bool(unified)
     if unified is not None and row is None:
         is_unified = unified
@@ -107,7 +81,7 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
         classified = _classify(row, name, vendor, memclass, mem_gb, count, cores, cpu_name)
         if classified is not None:
             return classified
-    return _with_id(vendor, family, arch, memclass, mem_gb, tier(bw), count)
+    return _with_id(vendor, family, arch, memclass, mem_gb, bw, count)
 
 
 def _classify(row, name: str, vendor: str, memclass: str, mem_gb: float, count: int, cores, cpu_name: str
@@ -127,7 +101,7 @@ def _classify(row, name: str, vendor: str, memclass: str, mem_gb: float, count: 
         g = catalog.enrich(base, cpu_name=cpu_name or None, nominal_ram_gb=nominal)
         gpus = tuple(g.model_copy(update={"index": i}) for i in range(count))
         a = classify(HardwareFacts(gpus=gpus, memory=Memory(nominal_gb=nominal) if nominal else Memory()))
-    except Exception:  # classification is best effort here; the local id below is the fallback
+    except ValueError:  # facts the GPU model rejects (pydantic ValidationError): use the stated facts
         return None
     return HardwareInfo(archetype=a.id, backoff=a.backoff, vendor=a.vendor, family=a.family, arch=a.arch,
                         memclass=a.memclass, gpu_count=a.count)
@@ -155,18 +129,19 @@ def _cpu_info(name: str, arch_hint: str, mem_gb: float | None, vendor: str) -> H
 
 
 def _with_id(vendor: str, family: str | None, arch: str | None, memclass: str, mem_gb: float | None,
-             bw_tier: int | None, count: int) -> HardwareInfo:
-    b = bucket(mem_gb) if mem_gb else None
-    fam = family or "unknown"
-    suffix = f"-x{count}" if count > 1 else ""
-    if b is None or bw_tier is None:
+             bw_gbs: float | None, count: int) -> HardwareInfo:
+    """facts.classify on what the benchmark states, when no catalog row did; no archetype without a
+    stated memory size and spec bandwidth (curation never keys rules on a guessed tier)."""
+    from facts import GPU, HardwareFacts, Memory, classify
+
+    if not mem_gb or bw_gbs is None:
         return HardwareInfo(archetype=None, backoff=(), vendor=vendor, family=family, arch=arch,
                             memclass=memclass, gpu_count=count)
-    arch_tok = arch or "unknown"
-    head = arch_tok if arch_tok.startswith(fam) else f"{fam}-{arch_tok}"
-    head = head if head.startswith(f"{vendor}-") else f"{vendor}-{head}"
-    exact = f"{head}-{memclass}-{b}gb-bw{bw_tier}{suffix}"
-    backoff = (exact, f"{vendor}-{fam}-{memclass}-{b}gb-bw{bw_tier}", f"{vendor}-{memclass}-{b}gb-bw{bw_tier}",
-               f"{memclass}-{b}gb-bw{bw_tier}")
-    return HardwareInfo(archetype=exact, backoff=backoff, vendor=vendor, family=family, arch=arch,
+    unified = memclass == "unified"
+    gpu = GPU(vendor=vendor if vendor in _GPU_VENDORS else "unknown", name=arch or family or vendor,
+              arch=arch, family=family, bandwidth_gbs=bw_gbs, unified=unified, integrated=unified,
+              dedicated_bytes=None if unified else int(mem_gb * 1024**3))
+    a = classify(HardwareFacts(gpus=tuple(gpu.model_copy(update={"index": i}) for i in range(count)),
+                               memory=Memory(nominal_gb=round(mem_gb)) if unified else Memory()))
+    return HardwareInfo(archetype=a.id, backoff=a.backoff, vendor=vendor, family=family, arch=arch,
                         memclass=memclass, gpu_count=count)
