@@ -188,6 +188,7 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
     from engine.params import PARAMETERS
     from facts.archetype import classify
     from facts.errors import FactsError
+    from facts.memory import fit_context, guard
 
     if "backend" in overrides:
         from engine.params import RECIPE_BACKENDS, backend_allowed
@@ -201,10 +202,8 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
     fit_facts = None
     if memory_fit:  # without the memory model there are no fit facts and no memory guard
         try:
-            from facts.memory import fit_context
-
             fit_facts = fit_context(hw, model)
-        except (ImportError, FactsError) as err:
+        except FactsError as err:
             rec.emit("note", rule_id="memory-fit", message=f"no memory facts: {err}")
     context = build_context(hw, archetype, model, scenario=scenario, fit=fit_facts)
     seen: set[str] = set()
@@ -215,16 +214,11 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
     consistency_guards(decisions, rec)
     if memory_fit:
         try:
-            from facts.memory import guard
-        except ImportError as err:
-            rec.emit("note", rule_id="memory-fit", message=f"memory guard unavailable: {err}")
+            fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
+        except FactsError as err:  # too little is known to size memory: the rules' values stand
+            rec.emit("note", rule_id="memory-fit", message=f"memory guard skipped: {err}")
         else:
-            try:
-                fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
-            except FactsError as err:  # too little is known to size memory: the rules' values stand
-                rec.emit("note", rule_id="memory-fit", message=f"memory guard skipped: {err}")
-            else:
-                memory_guard(decisions, fit, rec)
+            memory_guard(decisions, fit, rec)
     _resolve_threads(decisions, hw, rec)
     by_id = {r.id: r for r in (*matched1, *matched2)}
     winner = by_id.get(backend.rule_id)

@@ -226,24 +226,29 @@ def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder) -> None
 
 
 MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe")
+# cache types the memory guard corrects when llama.cpp would refuse them (e.g. quantised V, MLA K != V)
+CACHE_PARAMS = ("cache_type_k", "cache_type_v")
 
 
 def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -> None:
-    """Apply facts.memory.guard's result (`fit`): concrete, fitting ctx_size / n_gpu_layers / n_cpu_moe.
+    """Apply facts.memory.guard's result (`fit`): concrete, fitting ctx_size / n_gpu_layers / n_cpu_moe,
+    and the cache-type corrections llama.cpp needs.
 
     A user override is kept as asked, with a note when the memory fit disagrees.
     """
-    notes = [str(line) for line in getattr(fit, "notes", ())]
-    if getattr(fit, "estimated", False) and not any("estimated" in n for n in notes):
+    notes = [str(line) for line in fit.notes]
+    if fit.estimated and not any("estimated" in n for n in notes):
         notes.append("estimated: some model sizes are guessed, not read from a GGUF header")
     for line in notes:
         rec.emit("note", rule_id="memory-fit", message=line)
-    changed = dict(getattr(fit, "changed", {}) or {})
-    new_params = getattr(fit, "params", {}) or {}
-    for parameter in MEMORY_PARAMS:
+    changed = dict(fit.changed)
+    new_params = fit.params
+    for parameter in (*MEMORY_PARAMS, *CACHE_PARAMS):
         d = decisions.get(parameter)
         if d is None or parameter not in new_params or new_params[parameter] == d.value:
             continue
+        if parameter in CACHE_PARAMS and parameter not in changed:
+            continue  # only a correction llama.cpp needs ("default" is made concrete, not changed)
         value = new_params[parameter]
         if parameter == "n_cpu_moe" and d.value == "default" and value == 0:
             continue  # no expert on the CPU is llama.cpp's default: keep emitting no flag

@@ -65,7 +65,6 @@ def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """Hardware facts, model facts and recommend() keyword arguments from the shared flags."""
     from engine.commands._common import read_input
     from engine.recommend import validate_overrides
-    from facts.registry import resolve_model_spec
 
     overrides = validate_overrides(parse_overrides(args.overrides))
     if args.system_info:
@@ -79,7 +78,7 @@ def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
         hw = detect()
     for warning in hw.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    model = resolve_model_spec(args.model)
+    model = _model_facts(args.model)
     rulebook = None
     if args.rulebook:
         from engine.rulebook import bundled_root, load_rulebook
@@ -87,6 +86,24 @@ def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
         rulebook = load_rulebook(*(bundled_root() if r == "bundled" else r for r in args.rulebook))
     return {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,
             "evaluator": args.engine, "overrides": overrides, "memory_fit": args.memory_fit}
+
+
+def _model_facts(spec: str):
+    """Model facts for SPEC; a .gguf whose header cannot be read falls back to size-based facts, which
+    the memory fit and explain mark `estimated` (a warning on stderr says why)."""
+    from pathlib import Path
+
+    from facts.errors import ModelFactsError
+    from facts.registry import fallback_model_facts, resolve_model_spec
+
+    try:
+        return resolve_model_spec(spec)
+    except ModelFactsError as err:
+        path = Path(spec)
+        if path.suffix.lower() != ".gguf" or not path.is_file():
+            raise
+        print(f"warning: {err}; falling back to size-based estimates", file=sys.stderr)
+        return fallback_model_facts(spec, path.stat().st_size or None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,3 +75,21 @@ def test_without_system_info_it_detects_this_machine():
     assert p.returncode == 0, p.stderr
     env = json.loads(p.stdout)
     assert env["recipe_options"]["llamacpp_backend"] in {"system", "metal", "cuda", "vulkan", "rocm", "cpu"}
+
+
+def test_a_corrupt_gguf_falls_back_to_size_based_estimates(tmp_path):
+    """`engine memory` refuses a truncated GGUF; recommend warns and carries on with size-based facts."""
+    good = (ROOT / "tests" / "fixtures" / "gguf" / "llama-gqa.gguf").read_bytes()
+    bad = tmp_path / "Qwen3-8B-Q4_K_M.gguf"
+    bad.write_bytes(good[: len(good) // 3])
+    mem = engine("memory", str(bad))
+    assert mem.returncode == 2 and "gguf" in mem.stderr.lower()
+    sysinfo = str(SYSINFO / "rtx-4090-desktop-linux.json")
+    p = engine("recommend", "--model", str(bad), "--system-info", sysinfo, "--json")
+    assert p.returncode == 0, p.stderr
+    assert "falling back to size-based estimates" in p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["recipe_options"]["llamacpp_backend"] == "cuda"
+    explain = engine("explain", "--model", str(bad), "--system-info", sysinfo, "--level", "full")
+    assert explain.returncode == 0, explain.stderr
+    assert "estimated" in explain.stdout

@@ -192,3 +192,21 @@ def test_both_evaluators_give_the_same_recommendation(hw, model):
     a = recommend(hw, model, evaluator="python")
     b = recommend(hw, model, evaluator="durable")
     assert (a.decisions, a.trace, a.matched) == (b.decisions, b.trace, b.matched)
+
+
+def test_the_memory_guard_corrects_cache_types_llama_cpp_would_refuse():
+    """MLA models need K and V cache types to match: a rule asking q8_0 K with f16 V is corrected."""
+    from facts.gguf import read_model_facts
+
+    mla = read_model_facts(ROOT / "tests" / "fixtures" / "gguf" / "deepseek2-mla.gguf")
+    assert mla.mla
+    mixed = ir.Rule("mixed-kv", "test", "model-overlay", 0, (), {"cache_type_k": "q8_0", "flash_attn": "on"},
+                    "models/test.yaml:1")
+    _, hw = sysinfo("rtx-4090-desktop-linux.json")
+    rec = recommend(hw, mla, rulebook=_book_with(mixed))
+    assert rec.decisions["cache_type_k"].value == "q8_0"
+    v = rec.decisions["cache_type_v"]
+    assert (v.value, v.rule_id, v.layer) == ("q8_0", "memory-fit", "guard")
+    assert "-ctk q8_0 -ctv q8_0" in rec.recipe_options()["llamacpp_args"]
+    without_guard = recommend(hw, mla, rulebook=_book_with(mixed), memory_fit=False)
+    assert without_guard.decisions["cache_type_v"].value == "default"
