@@ -89,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.curate.emit import write
     from engine.errors import UsageError
 
+    if args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:  # check before anything is written
+            raise UsageError("--report needs matplotlib: pip install 'lemonade-autotune[report]'")
     rows, protos, issues, n = read_rows(args.inputs)
     report_issues(issues)
     if not rows:
