@@ -92,13 +92,18 @@ class Rulebook:
         return f"rulebook@{self.digest[:12]}"
 
 
+_MISSING = object()
+
+
 def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
     """Reference semantics of one condition on a flat context."""
+    got = context.get(cond.attr, _MISSING)
+    if got is _MISSING:
+        return cond.op == "missing"
+    if cond.op == "eq" and type(got) is type(cond.value):  # fast path: scalar equality of one type
+        return got == cond.value
     if cond.op == "missing":
-        return cond.attr not in context
-    if cond.attr not in context:
         return False
-    got = context[cond.attr]
     if cond.op == "exists":
         return True
     if isinstance(got, (frozenset, set, tuple, list)):  # set-valued attribute (archetype, backends)
@@ -128,7 +133,10 @@ def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
 
 
 def matches(rule: Rule, context: Mapping[str, Any]) -> bool:
-    return all(holds(c, context) for c in rule.when)
+    for cond in rule.when:  # a plain loop: this is the hot path of the Python evaluator
+        if not holds(cond, context):
+            return False
+    return True
 
 
 def first_failure(rule: Rule, context: Mapping[str, Any]) -> Condition | None:
@@ -145,6 +153,8 @@ def _is_number(v: Any) -> bool:
 
 def _same(a: Any, b: Any) -> bool:
     """Equality without bool/number or str/number coercion (True != 1, "24" != 24)."""
+    if type(a) is type(b):  # fast path: str/str, int/int, bool/bool, float/float
+        return a == b
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if _is_number(a) and _is_number(b):

@@ -81,6 +81,9 @@ def _max_ctx(check: _Checker, cfg: Config, lo: int, hi: int) -> int | None:
     if not check.ok(estimate(check.model, replace(cfg, ctx_size=lo))):
         return None
     a, b = lo // 256, hi // 256
+    if a < b and check.ok(estimate(check.model, replace(cfg, ctx_size=b * 256))):
+        return b * 256  # the common case on a roomy machine: the cap fits, no search needed
+    b -= 1 if a < b else 0
     while a < b:
         mid = (a + b + 1) // 2
         if check.ok(estimate(check.model, replace(cfg, ctx_size=mid * 256))):
