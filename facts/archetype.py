@@ -194,8 +194,8 @@ def _cpu_only(hw: HardwareFacts, reasons: list[str]) -> Archetype:
         bucket, what = 0, "RAM unknown"
     reasons.append(f"CPU-only: memory bucket from {what}")
     confidence = "medium"
-    rows = _catalog().match_name(cpu.name) if cpu.name else []
-    rows = [r for r in rows if r.unified and r.spec_bandwidth_gbs]
+    rows = _catalog().match_name(cpu.name, unified_only=True) if cpu.name else []
+    rows = [r for r in rows if r.spec_bandwidth_gbs]
     if rows:
         row = _catalog().conservative(rows)
         gbs, how = row.spec_bandwidth_gbs, f"the {row.marketing_name} SoC spec (gpus.csv, matched by CPU name)"

@@ -29,8 +29,8 @@ class CatalogRow:
 
     vendor: str  # lower-case: amd, nvidia, apple, intel, qualcomm
     marketing_name: str
-    match_patterns: re.Pattern[str] | None
-    fallback_patterns: re.Pattern[str] | None
+    match_source: str  # the CSV's regex text; compiled on first use (start-up time matters)
+    fallback_source: str
     arch: str
     family: str
     device_class: str
@@ -44,6 +44,14 @@ class CatalogRow:
     compute_units: tuple[int, ...]
     pci_ids: tuple[str, ...]
     disambiguate_by: tuple[str, ...]
+
+    @property
+    def match_patterns(self) -> re.Pattern[str] | None:
+        return _pattern(self.match_source)
+
+    @property
+    def fallback_patterns(self) -> re.Pattern[str] | None:
+        return _pattern(self.fallback_source)
 
     @property
     def integrated(self) -> bool:
@@ -68,6 +76,7 @@ def _opt_float(cell: str) -> float | None:
     return float(cell) if cell.strip() else None
 
 
+@functools.cache
 def _pattern(cell: str) -> re.Pattern[str] | None:
     return re.compile(cell, re.IGNORECASE) if cell.strip() else None
 
@@ -82,8 +91,8 @@ def rows() -> tuple[CatalogRow, ...]:
             CatalogRow(
                 vendor=rec["vendor"].strip().lower(),
                 marketing_name=rec["marketing_name"].strip(),
-                match_patterns=_pattern(rec["match_patterns"]),
-                fallback_patterns=_pattern(rec["fallback_patterns"]),
+                match_source=rec["match_patterns"],
+                fallback_source=rec["fallback_patterns"],
                 arch=rec["architecture_id"].strip(),
                 family=rec["family"].strip(),
                 device_class=rec["device_class"].strip(),
@@ -193,9 +202,11 @@ def match_name(
     compute_units: int | None = None,
     cpu_brand: str | None = None,
     device_tree_model: str | None = None,
+    unified_only: bool = False,
 ) -> list[CatalogRow]:
-    """The rows a device name resolves to (several when undecidable), in table order."""
-    cands = _name_hits(name, rows())
+    """The rows a device name resolves to (several when undecidable), in table order.
+    `unified_only` restricts the search to SoC / APU rows (a CPU brand string naming its iGPU)."""
+    cands = _name_hits(name, [r for r in rows() if r.unified] if unified_only else rows())
     if len(cands) > 1:
         cands = disambiguate(
             cands,
