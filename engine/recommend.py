@@ -49,11 +49,14 @@ class Expected:
     rule_id: str
     source: str
     note: str | None = None
+    # "model class": measured on models like this one; "all models": a median over every model measured on
+    # this hardware (a rough guide only: a 4B and a 120B model differ by 10x)
+    scope: str = "model class"
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens_per_s": self.tokens_per_s, "metric": self.metric, "n": self.n, "spread": self.spread,
                 "runner_up": dict(self.runner_up) if self.runner_up else None, "sources": list(self.sources),
-                "rule_id": self.rule_id, "source": self.source, "note": self.note}
+                "rule_id": self.rule_id, "source": self.source, "note": self.note, "scope": self.scope}
 
 
 @dataclass(frozen=True)
@@ -221,12 +224,12 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
             memory_guard(decisions, fit, rec)
     _resolve_threads(decisions, hw, rec)
     by_id = {r.id: r for r in (*matched1, *matched2)}
-    winner = by_id.get(backend.rule_id)
     return Recommendation(
         archetype=archetype, recipe=model.recipe, scenario=scenario,
         decisions=MappingProxyType({p: decisions[p] for p in PARAMETERS if p in decisions}),
         trace=rec.freeze(), evaluator=ev.name, rulebook=book.name, rulebook_digest=book.digest,
-        expected=_expected(winner), context=MappingProxyType(context2), matched=tuple(by_id),
+        expected=_expected(backend.value, tuple(matched1)), context=MappingProxyType(context2),
+        matched=tuple(by_id),
         rules=book.rules,
     )
 
@@ -249,9 +252,20 @@ def _resolve_threads(decisions: dict[str, Decision], hw: HardwareFacts, rec: Tra
                                             f"{d.value} unknown on this CPU; llama.cpp's default applies")
 
 
-def _expected(rule: Rule | None) -> Expected | None:
-    ev = rule.evidence if rule is not None else None
-    if ev is None or ev.none or ev.median_tps is None:
+# context attributes that describe the model: evidence of a rule conditioned on one of them is model-specific
+MODEL_ATTRIBUTES = frozenset({"architecture", "quant", "precision", "size_class", "model_class", "params_b",
+                              "active_params_b", "file_gib", "moe", "embedding", "reranker", "trained_ctx"})
+
+
+def _expected(backend: str, matched: tuple[Rule, ...]) -> Expected | None:
+    """Expected speed: the evidence of the highest-salience matching rule that chose this backend, preferring
+    rules conditioned on the model (their numbers were measured on models of this class)."""
+    with_speed = [r for r in matched if r.set.get("backend") == backend and r.evidence is not None
+                  and not r.evidence.none and r.evidence.median_tps is not None]
+    if not with_speed:
         return None
+    specific = [r for r in with_speed if any(c.attr in MODEL_ATTRIBUTES for c in r.when)]
+    rule = max(specific or with_speed, key=lambda r: (r.salience, r.id))
+    ev = rule.evidence
     return Expected(ev.median_tps, ev.metric, ev.n, ev.spread, ev.runner_up, tuple(ev.sources), rule.id,
-                    rule.source, ev.note)
+                    rule.source, ev.note, "model class" if specific else "all models")

@@ -36,7 +36,8 @@ def _expected_line(rec: Recommendation) -> str:
     if e is None:
         return "expected: no benchmark evidence for this choice"
     n = f", n={e.n}" if e.n is not None else ""
-    return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}) from rule {e.rule_id}"
+    scope = "" if e.scope == "model class" else ", median over all models measured on this hardware"
+    return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}{scope}) from rule {e.rule_id}"
 
 
 def recommendation_text(rec: Recommendation) -> str:

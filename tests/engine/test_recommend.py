@@ -210,3 +210,21 @@ def test_the_memory_guard_corrects_cache_types_llama_cpp_would_refuse():
     assert "-ctk q8_0 -ctv q8_0" in rec.recipe_options()["llamacpp_args"]
     without_guard = recommend(hw, mla, rulebook=_book_with(mixed), memory_fit=False)
     assert without_guard.decisions["cache_type_v"].value == "default"
+
+
+def test_expected_speed_prefers_evidence_measured_on_the_models_class():
+    """An all-models median is a rough guide; a matching rule conditioned on the model class wins."""
+    ev_all = ir.Evidence(n=8, metric="tg128", median_tps=91.0)
+    ev_class = ir.Evidence(n=3, metric="tg128", median_tps=12.5)
+    all_models = ir.Rule("all-models", "t", "archetype", 100, (ir.Condition("arch", "eq", "gfx1151"),),
+                         {"backend": "vulkan"}, "a.yaml:1", evidence=ev_all)
+    huge_moe = ir.Rule("huge-moe", "t", "archetype", 50, (ir.Condition("arch", "eq", "gfx1151"),
+                                                          ir.Condition("moe", "eq", True)),
+                       {"backend": "vulkan"}, "a.yaml:9", evidence=ev_class)
+    _, hw = sysinfo("strix-halo-128gb-linux.json")
+    book = _book_with(all_models, huge_moe)
+    moe = MODEL.model_copy(update={"is_moe": True, "params_b": 120.0, "active_params_b": 5.1})
+    e = recommend(hw, moe, rulebook=book, memory_fit=False).expected
+    assert (e.rule_id, e.tokens_per_s, e.scope) == ("huge-moe", 12.5, "model class")
+    e = recommend(hw, MODEL, rulebook=book, memory_fit=False).expected  # dense: only the all-models rule
+    assert (e.rule_id, e.tokens_per_s, e.scope) == ("all-models", 91.0, "all models")
