@@ -29,10 +29,8 @@ def recipe_backends(hw: HardwareFacts, recipe: str) -> tuple[str, ...]:
     listed = tuple(b[len(prefix):] for b in hw.backends if b.startswith(prefix))
     if listed or hw.backends:
         return listed
-    try:
-        from facts.backends import supported_backends
-    except ImportError:  # facts.backends not available: backends stay unknown
-        return ()
+    from facts.backends import supported_backends
+
     return tuple(supported_backends(hw).get(recipe, ()))
 
 

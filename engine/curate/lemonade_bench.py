@@ -22,12 +22,9 @@ def _args(text: str) -> dict[str, str]:
 
 def _lemonade_model(name: str) -> tuple[str, str | None]:
     """Model string with the registry's checkpoint quant when Lemonade's registry knows the name."""
-    try:
-        from facts.registry import load_registry
+    from facts.registry import load_registry
 
-        entry = load_registry().get(name) or {}
-    except Exception:  # the registry is optional here: fall back to the name
-        entry = {}
+    entry = load_registry().get(name) or {}
     ckpt = entry.get("checkpoint") or (entry.get("checkpoints") or {}).get("main") or ""
     quant = ckpt.partition(":")[2] or None
     return name, quant
