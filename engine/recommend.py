@@ -124,6 +124,8 @@ def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()
         _BY_ID.clear()
+        for ev in _EVALUATORS.values():
+            ev.close()  # frees durable-rules rulesets (a no-op for the Python evaluator)
         _EVALUATORS.clear()
         _DEFAULT_RULEBOOK.clear()
 
