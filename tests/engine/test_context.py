@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 
 from engine._attributes import CONTEXT_ATTRIBUTES, validate_context
@@ -80,7 +79,8 @@ def test_fit_facts_are_typed_and_unknown_ones_dropped():
 
 
 def test_backends_fall_back_to_the_platform_table_when_the_source_lists_none():
-    supported_backends = pytest.importorskip("facts.backends").supported_backends
+    from facts.backends import supported_backends
+
     hw = hw_from("old-schema-strix-halo-linux-issue722.json")
     assert hw.backends == ()
     assert recipe_backends(hw, "llamacpp") == tuple(supported_backends(hw)["llamacpp"])

@@ -151,7 +151,6 @@ def test_on_the_shipped_rulebook_expected_speed_is_the_backend_winners_evidence(
 
 
 def test_memory_fit_makes_ctx_size_concrete():
-    pytest.importorskip("facts.memory")
     _, hw = sysinfo("rtx-4090-desktop-linux.json")
     rec = recommend(hw, MODEL)
     opts = rec.recipe_options()
