@@ -121,14 +121,33 @@ def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
         raise ModelFactsError(src, f"registry entry does not give valid model facts: {err}") from err
 
 
+def _with_download(facts: ModelFacts) -> ModelFacts:
+    """Registry facts, replaced by the GGUF header's when Lemonade has already downloaded the model (the
+    Hugging Face cache): exact layers, KV heads and tensor sizes instead of size-based estimates."""
+    from facts._hf_cache import downloaded_gguf
+    from facts.gguf import read_model_facts
+
+    path = downloaded_gguf(facts.checkpoint) if facts.checkpoint else None
+    if path is None:
+        return facts
+    try:
+        header = read_model_facts(path)
+    except ModelFactsError:  # a damaged download: the registry's estimates stand
+        return facts
+    keep = {"name": facts.name, "checkpoint": facts.checkpoint, "recipe": facts.recipe, "labels": facts.labels,
+            "embedding": facts.embedding or header.embedding, "reranker": facts.reranker or header.reranker,
+            "provenance": {**facts.provenance, **header.provenance, "*": f"{facts.provenance.get('*')} + gguf:{path}"}}
+    return header.model_copy(update=keep)
+
+
 def _lookup(name: str) -> ModelFacts:
     reg = load_registry()
     if name in reg:
-        return registry_model_facts(name, reg[name])
+        return _with_download(registry_model_facts(name, reg[name]))
     folded = {k.casefold(): k for k in reg}
     if name.casefold() in folded:
         key = folded[name.casefold()]
-        return registry_model_facts(key, reg[key])
+        return _with_download(registry_model_facts(key, reg[key]))
     close = difflib.get_close_matches(name.casefold(), list(folded), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
     raise ModelFactsError(name, f"not a file and not a model name in Lemonade's registry{hint}")

@@ -132,3 +132,51 @@ def test_every_llamacpp_registry_entry_resolves():
         m = resolve_model_spec(name)
         assert m.recipe == entry["recipe"]
         assert m.file_bytes == round(entry["size"] * 1e9)
+
+
+# ---- a registry model Lemonade has already downloaded (the Hugging Face hub cache) ---------------------
+
+def _hub_file(cache: Path, repo: str, name: str, data: bytes) -> Path:
+    snap = cache / ("models--" + repo.replace("/", "--")) / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True, exist_ok=True)
+    path = snap / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_downloaded_gguf_replaces_the_registry_estimates(tmp_path, monkeypatch):
+    """Qwen3-0.6B-GGUF is unsloth/Qwen3-0.6B-GGUF:Q4_0; with that file in the hub cache, its header is read."""
+    from facts.gguf import read_model_facts
+
+    gguf = Path(__file__).resolve().parents[1] / "fixtures" / "gguf" / "llama-gqa.gguf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    before = resolve_model_spec("Qwen3-0.6B-GGUF")
+    assert before.block_count is None and "params_b" in before.estimated
+    _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "mmproj-F16.gguf", b"not even a gguf")  # never picked
+    _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q4_0.gguf", gguf.read_bytes())
+    after = resolve_model_spec("Qwen3-0.6B-GGUF")
+    header = read_model_facts(gguf)
+    assert (after.block_count, after.head_count_kv, after.file_bytes) == (
+        header.block_count, header.head_count_kv, header.file_bytes)
+    assert after.estimated == ()
+    assert (after.name, after.checkpoint, after.recipe) == ("Qwen3-0.6B-GGUF", "unsloth/Qwen3-0.6B-GGUF:Q4_0",
+                                                            "llamacpp")
+    assert "Qwen3-0.6B-Q4_0.gguf" in after.provenance["*"]
+
+
+def test_split_and_damaged_downloads_leave_the_registry_estimates(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    gguf = (Path(__file__).resolve().parents[1] / "fixtures" / "gguf" / "llama-gqa.gguf").read_bytes()
+    _hub_file(tmp_path, "unsloth/Qwen3-30B-A3B-GGUF", "Qwen3-30B-A3B-Q4_0-00001-of-00002.gguf", gguf)
+    assert "params_b" in resolve_model_spec("Qwen3-30B-A3B-GGUF").estimated  # split: header covers one part
+    _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q4_0.gguf", gguf[:100])  # truncated
+    assert resolve_model_spec("Qwen3-0.6B-GGUF").block_count is None
+
+
+def test_the_hub_cache_is_found_as_huggingface_hub_finds_it(tmp_path):
+    from facts._hf_cache import hub_cache
+
+    assert hub_cache({"HF_HUB_CACHE": "/a", "HF_HOME": "/b"}) == Path("/a")
+    assert hub_cache({"HF_HOME": "/b", "XDG_CACHE_HOME": "/c"}) == Path("/b/hub")
+    assert hub_cache({"XDG_CACHE_HOME": "/c"}) == Path("/c/huggingface/hub")
+    assert hub_cache({}) == Path.home() / ".cache" / "huggingface" / "hub"

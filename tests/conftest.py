@@ -1,0 +1,16 @@
+"""Session-wide test settings."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_hub_cache(tmp_path_factory):
+    """Registry names resolve to a downloaded GGUF when one is in the Hugging Face cache; point the cache at
+    an empty directory so a developer's own downloads never change what the tests see (CLI subprocesses
+    inherit the variable)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub-cache")))
+    yield
+    mp.undo()
