@@ -22,11 +22,13 @@ def hub_cache(env: Mapping[str, str] | None = None) -> Path:
     return base / "huggingface" / "hub"
 
 
-def downloaded_gguf(checkpoint: str, env: Mapping[str, str] | None = None) -> Path | None:
+def downloaded_gguf(checkpoint: str, env: Mapping[str, str] | None = None, *, component: bool = False
+                    ) -> Path | None:
     """The single-file GGUF of `owner/repo:VARIANT` in the hub cache, or None.
 
     VARIANT is a quant tag (any GGUF whose name contains it, projector files excluded) or a file name.
     Split models (`-00001-of-00003.gguf`) are skipped: their first part's tensor infos cover only that part.
+    `component=True` looks for a projector or draft file: VARIANT is its exact file name.
     """
     repo, _, variant = checkpoint.partition(":")
     if "/" not in repo or not variant:
@@ -38,8 +40,8 @@ def downloaded_gguf(checkpoint: str, env: Mapping[str, str] | None = None) -> Pa
     hits = []
     for path in sorted(snapshots.glob("*/**/*.gguf")):
         name = path.name.lower()
-        if "mmproj" in name or _SPLIT.search(name) or not path.is_file():
+        if ("mmproj" in name and not component) or _SPLIT.search(name) or not path.is_file():
             continue
-        if name == want or (not want.endswith(".gguf") and want in name):
+        if name == want or (not component and not want.endswith(".gguf") and want in name):
             hits.append(path)
     return hits[0] if hits else None

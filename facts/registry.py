@@ -123,20 +123,31 @@ def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
 
 def _with_download(facts: ModelFacts) -> ModelFacts:
     """Registry facts, replaced by the GGUF header's when Lemonade has already downloaded the model (the
-    Hugging Face cache): exact layers, KV heads and tensor sizes instead of size-based estimates."""
+    Hugging Face cache): exact layers, KV heads and tensor sizes instead of size-based estimates; the sizes
+    of a downloaded projector (mmproj) and draft model are filled in either way."""
     from facts._hf_cache import downloaded_gguf
     from facts.gguf import read_model_facts
 
-    path = downloaded_gguf(facts.checkpoint) if facts.checkpoint else None
-    if path is None:
+    if not facts.checkpoint:
         return facts
+    sizes = {}  # projector and draft files that are there: their sizes count in the memory estimate
+    for field, ref in (("mmproj_bytes", facts.provenance.get("mmproj")), ("draft_bytes", facts.provenance.get("draft"))):
+        if ref:
+            owner_repo = facts.checkpoint.partition(":")[0]
+            found = downloaded_gguf(ref if ":" in ref else f"{owner_repo}:{ref}", component=True)
+            if found is not None:
+                sizes[field] = found.stat().st_size
+    path = downloaded_gguf(facts.checkpoint)
     try:
-        header = read_model_facts(path)
+        header = read_model_facts(path) if path is not None else None
     except ModelFactsError:  # a damaged download: the registry's estimates stand
-        return facts
+        header = None
+    if header is None:
+        return facts.model_copy(update=sizes) if sizes else facts
     keep = {"name": facts.name, "checkpoint": facts.checkpoint, "recipe": facts.recipe, "labels": facts.labels,
             "embedding": facts.embedding or header.embedding, "reranker": facts.reranker or header.reranker,
-            "provenance": {**facts.provenance, **header.provenance, "*": f"{facts.provenance.get('*')} + gguf:{path}"}}
+            "provenance": {**facts.provenance, **header.provenance, "*": f"{facts.provenance.get('*')} + gguf:{path}"},
+            **sizes}
     return header.model_copy(update=keep)
 
 

@@ -180,3 +180,17 @@ def test_the_hub_cache_is_found_as_huggingface_hub_finds_it(tmp_path):
     assert hub_cache({"HF_HOME": "/b", "XDG_CACHE_HOME": "/c"}) == Path("/b/hub")
     assert hub_cache({"XDG_CACHE_HOME": "/c"}) == Path("/c/huggingface/hub")
     assert hub_cache({}) == Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def test_downloaded_projector_and_draft_sizes_are_counted(tmp_path, monkeypatch):
+    """Muse-Glimmer-30B-GGUF names a projector and a dflash draft: their downloaded sizes are filled in."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    entry = load_registry()["Muse-Glimmer-30B-GGUF"]["checkpoints"]
+    repo, _, mm = entry["mmproj"].partition(":")
+    draft = entry["draft"].partition(":")[2]
+    assert resolve_model_spec("Muse-Glimmer-30B-GGUF").mmproj_bytes is None
+    _hub_file(tmp_path, repo, mm, b"\0" * 4096)
+    _hub_file(tmp_path, repo, draft, b"\0" * 1000)
+    facts = resolve_model_spec("Muse-Glimmer-30B-GGUF")
+    assert (facts.mmproj_bytes, facts.draft_bytes) == (4096, 1000)
+    assert "params_b" in facts.estimated  # the main weights are not downloaded: still estimates
