@@ -12,6 +12,12 @@ from facts.models import CPU
 _X86_ISA = {"avx": "avx", "avx2": "avx2", "avx512f": "avx512", "avx512_bf16": "avx512_bf16",
             "avx_vnni": "avx_vnni", "fma": "fma", "f16c": "f16c"}
 _ARM_ISA = {"asimd": "neon", "neon": "neon", "sve": "sve", "asimddp": "dotprod"}
+_MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def machine_arch() -> str:
+    """`CPU.arch` of the machine this Python runs on (`platform.machine()`): for live probes only."""
+    return _MACHINE_ARCH.get(platform.machine().lower(), "unknown")
 
 
 def isa_from_flags(flags: set[str], arch: str) -> tuple[str, ...]:
@@ -111,8 +117,7 @@ def linux_cpu(probe: Probe) -> CPU:
                                              "threads": None, "physical_cores": None}
     arch = str(info["arch"])
     if arch == "unknown" and probe.live:
-        arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
-            platform.machine().lower(), "unknown")
+        arch = machine_arch()
         prov["arch"] = "platform.machine()"
     elif arch != "unknown":
         prov["arch"] = "/proc/cpuinfo flags/Features"

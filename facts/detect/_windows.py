@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
+from facts.detect._cpu import machine_arch
 from facts.detect._probe import Probe
 from facts.models import CPU, GPU, Memory, OSInfo
 
@@ -13,6 +15,7 @@ DISPLAY_CLASS = r"SYSTEM\CurrentControlSet\Control\Class\{4d36e968-e325-11ce-bfc
 CPU_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
 _VENDORS = {"10de": "nvidia", "1002": "amd", "8086": "intel", "qcom": "qualcomm", "5143": "qualcomm"}
 _WANTED = ("DriverDesc", "MatchingDeviceId", "HardwareInformation.qwMemorySize", "HardwareInformation.MemorySize")
+T = TypeVar("T")
 
 
 def read_display_class() -> list[dict[str, object]]:  # pragma: no cover - needs a Windows registry
@@ -160,6 +163,17 @@ def merge_nvml(registry: list[GPU], nvml: list[GPU]) -> list[GPU]:
     return [g.model_copy(update={"index": i}) for i, g in enumerate(out)]
 
 
+def _registry(probe: Probe, fact: str, key: str, read: Callable[[], T]) -> T | None:
+    """`read()` of registry `key`, or None (+ `Absent` for `fact`) off Windows or when the key is unreadable."""
+    try:
+        return read()
+    except ImportError:
+        probe.miss(fact, "winreg is unavailable (not running on Windows)")
+    except OSError as err:
+        probe.miss(fact, f"registry {key}: {err}")
+    return None
+
+
 def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     """Everything Windows detection knows (registry, psutil, NVML)."""
     import platform as _platform
@@ -168,20 +182,8 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
                     provenance={"version": "platform.version()"} if probe.live else {})
     cpu_prov: dict[str, str] = {}
     cpu_fields: dict[str, object] = {}
-    entries: list[dict[str, object]] = []
-    cpu_name = None
-    try:
-        entries = read_display_class()
-    except ImportError:
-        probe.miss("gpus (registry)", "winreg is unavailable (not running on Windows)")
-    except OSError as err:
-        probe.miss("gpus (registry)", f"registry {DISPLAY_CLASS}: {err}")
-    try:
-        cpu_name = read_cpu_name()
-    except ImportError:
-        probe.miss("cpu.name", "winreg is unavailable (not running on Windows)")
-    except OSError as err:
-        probe.miss("cpu.name", f"registry {CPU_KEY}: {err}")
+    entries = _registry(probe, "gpus (registry)", DISPLAY_CLASS, read_display_class) or []
+    cpu_name = _registry(probe, "cpu.name", CPU_KEY, read_cpu_name)
     if cpu_name:
         cpu_fields["name"] = cpu_name
         cpu_prov["name"] = f"registry HKLM\\{CPU_KEY} ProcessorNameString"
@@ -197,8 +199,7 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
         vm = psutil.virtual_memory()
         mem_fields = {"total_bytes": int(vm.total), "available_bytes": int(vm.available)}
         mem_prov = {"total_bytes": "psutil.virtual_memory().total", "available_bytes": "psutil (live)"}
-        machine = _platform.machine().lower()
-        cpu_fields["arch"] = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64"}.get(machine, "unknown")
+        cpu_fields["arch"] = machine_arch()
         cpu_prov["arch"] = "platform.machine()"
     else:
         probe.miss("memory.total_bytes", "Windows memory is only read live (psutil)")
