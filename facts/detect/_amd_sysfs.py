@@ -118,7 +118,7 @@ def _pair(cards: list[dict[str, object]], nodes: list[tuple[str, dict[str, int]]
     return pairs
 
 
-def amd_gpus(probe: Probe, start_index: int = 0) -> list[GPU]:
+def amd_gpus(probe: Probe) -> list[GPU]:
     """AMD GPUs from DRM cards and KFD nodes under `probe.root`, with provenance; usability is warned."""
     cards = drm_cards(probe)
     nodes = kfd_gpu_nodes(probe)
@@ -166,7 +166,7 @@ def amd_gpus(probe: Probe, start_index: int = 0) -> list[GPU]:
         prov["name"] = (f"sysfs /sys/class/drm/{card['card']}/device/product_name" if card and
                         card.get("product_name") else "synthesised from the gfx target / PCI id (sysfs has no name)")
         gpus.append(GPU(vendor="amd", name=str(name), arch=arch, compute_units=cu, pci_id=pci_id,
-                        index=start_index + i, provenance=prov, **fields))  # type: ignore[arg-type]
+                        index=i, provenance=prov, **fields))  # type: ignore[arg-type]
         _check_usable(probe, arch or pci_id or "?", props.get("drm_render_minor"))
     return gpus
 

@@ -62,8 +62,7 @@ def memory_limit(probe: Probe) -> tuple[int | None, str | None]:
                 cands.append((int(value), f"cgroup v1 {f}"))
     if not cands:
         return None, None
-    value, src = min(cands)
-    return value, src
+    return min(cands)
 
 
 def cpu_quota(probe: Probe) -> tuple[float | None, str | None]:

@@ -113,8 +113,7 @@ def linux_cpu(probe: Probe) -> CPU:
     """The CPU of a Linux system under `probe.root`."""
     prov: dict[str, str] = {}
     text = probe.read("/proc/cpuinfo", "cpu")
-    info = parse_cpuinfo(text) if text else {"name": None, "arch": "unknown", "flags": set(),
-                                             "threads": None, "physical_cores": None}
+    info = parse_cpuinfo(text or "")
     arch = str(info["arch"])
     if arch == "unknown" and probe.live:
         arch = machine_arch()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from facts.detect._memory import apple_working_set
+from facts.detect._memory import GIB, apple_working_set
 from facts.detect._probe import Probe
 from facts.models import CPU, GPU, Memory, OSInfo
 
@@ -19,7 +19,7 @@ SYSCTL_NAMES = (
 
 def mac_nominal_gb(memsize: int) -> int:
     """hw.memsize is the installed RAM exactly (18, 36, 96 GB ... configurations exist): whole GiB, rounded up."""
-    return max(1, -(-memsize // (1 << 30)))
+    return max(1, -(-memsize // GIB))
 
 
 def parse_sysctl(text: str) -> dict[str, str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from facts.detect import _cgroup
 from facts.detect._probe import Probe
 from facts.models import Memory
 
 GIB = 1 << 30
 MARKETED_GB = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+_WORKING_SET_ANCHORS = ((16.0, 2 / 3), (64.0, 0.75), (128.0, 0.84))  # (RAM GiB, Metal working-set share)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -36,17 +39,14 @@ def apple_working_set(memsize: int) -> int:
 
     16 GB → 2/3, 64 GB → 3/4, ≥128 GB → ~84 %; linear in between. Low confidence, marked "estimate"."""
     gib = memsize / GIB
-    anchors = ((16.0, 2 / 3), (64.0, 0.75), (128.0, 0.84))
-    if gib <= anchors[0][0]:
-        share = anchors[0][1]
-    elif gib >= anchors[-1][0]:
-        share = anchors[-1][1]
-    else:
-        share = anchors[-1][1]
-        for (g0, s0), (g1, s1) in zip(anchors, anchors[1:], strict=False):
-            if g0 <= gib <= g1:
-                share = s0 + (s1 - s0) * (gib - g0) / (g1 - g0)
-                break
+    (lo, lo_share), (hi, hi_share) = _WORKING_SET_ANCHORS[0], _WORKING_SET_ANCHORS[-1]
+    if gib <= lo:
+        share = lo_share
+    elif gib >= hi:
+        share = hi_share
+    else:  # linear on the segment that holds gib
+        share = next(s0 + (s1 - s0) * (gib - g0) / (g1 - g0)
+                     for (g0, s0), (g1, s1) in pairwise(_WORKING_SET_ANCHORS) if gib <= g1)
     return int(memsize * share)
 
 

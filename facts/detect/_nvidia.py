@@ -74,7 +74,7 @@ def parse_smi_csv(text: str) -> list[dict[str, str | None]]:
         raise ValueError(f"not nvidia-smi CSV output (no header): {lines[0][:80]!r}")
     rows = []
     for ln in lines[1:]:
-        cells = [c for c in ln.split(", ")]
+        cells = ln.split(", ")
         extra = len(cells) - len(header)
         if extra < 0:
             raise ValueError(f"nvidia-smi CSV row has {len(cells)} cells, header has {len(header)}: {ln[:80]!r}")

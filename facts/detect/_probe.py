@@ -20,13 +20,10 @@ class Probe:
         self.root = Path(root)
         self.timeout = float(timeout)
         self.env = dict(os.environ if env is None else env)
+        # probing this very machine (root "/"): only then may live APIs (NVML, psutil) be asked
+        self.live = self.root.resolve() == Path("/").resolve()
         self.absent: list[Absent] = []
         self.warnings: list[str] = []
-
-    @property
-    def live(self) -> bool:
-        """True when probing this very machine (root "/"): only then may live APIs (NVML, psutil) be asked."""
-        return self.root.resolve() == Path("/").resolve()
 
     def path(self, rel: str) -> Path:
         """`rel` (an absolute path on the probed system) under `root`."""
