@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from facts.models import GPU, Archetype, HardwareFacts
@@ -9,6 +10,8 @@ from facts.models import GPU, Archetype, HardwareFacts
 GIB = 1024**3
 BUCKETS_GB = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
 BUCKET_TOLERANCE = 0.03  # a "24 GB" card reporting 23.98 GiB stays in 24
+# RAM sizes machines are sold with (the box size), for rounding the usable RAM a system reports
+MARKETED_GB = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 768, 1024, 1536, 2048)
 TIER_EDGES_GBS = (60, 170, 340, 700, 1300, 2500)  # bw0 <60 ... bw6 >=2500, placed in gaps of real devices
 ISA_ORDER = ("avx512", "avx2", "avx", "neon")
 
@@ -45,6 +48,16 @@ def bucket_gb(gib: float) -> int:
     """Largest bucket <= gib * 1.03 (never round up); 0 below the smallest bucket."""
     cap = gib * (1 + BUCKET_TOLERANCE)
     return max((b for b in BUCKETS_GB if b <= cap), default=0)
+
+
+def nominal_gb(gib: float) -> int:
+    """The marketed RAM size a machine reporting `gib` usable most likely has (round up).
+
+    The one rounding for every source: Lemonade's Physical Memory, /proc/meminfo, a GPU pool."""
+    for size in MARKETED_GB:
+        if gib <= size * 1.005:
+            return size
+    return int(math.ceil(gib))
 
 
 def bw_tier(gbs: float) -> int:
@@ -147,13 +160,9 @@ def _memory(hw: HardwareFacts, g: GPU, unified: bool) -> tuple[int, str, bool]:
         if smallest and gib < smallest * 0.97:
             return bucket_gb(smallest), (f"unified: usable RAM {gib:.2f} GiB is below every configuration sold; "
                                          f"smallest configuration {smallest:g} GB assumed"), True
-        from facts.lemonade import nominal_gb
-
         return bucket_gb(nominal_gb(gib)), f"unified: usable RAM {gib:.2f} GiB rounded up to a marketed size", True
     pool = ((g.dedicated_bytes or 0) + (g.shared_bytes or 0)) / GIB
     if pool:
-        from facts.lemonade import nominal_gb
-
         ratio = 0.75 if g.vendor == "apple" else 1.0  # Metal's working set is ~2/3-3/4 of RAM
         est = nominal_gb(pool / ratio)
         return bucket_gb(est), f"unified: RAM estimated {est} GB from the GPU pool {pool:.1f} GiB", True

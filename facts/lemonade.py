@@ -7,12 +7,12 @@ import math
 import re
 from typing import Any
 
+from facts.archetype import nominal_gb
 from facts.errors import FactsInputError
 from facts.models import CPU, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
 
 GIB = 1024**3
 KIND = "system-info"
-MARKETED_GB = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 768, 1024, 1536, 2048)
 MAX_PLAUSIBLE_GIB = 4096.0  # no single device or machine in scope has more
 _SIZE = re.compile(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*(TB|GB|MB|TiB|GiB|MiB)?\s*$", re.IGNORECASE)
 _UNIT_GIB = {"tb": 1024.0, "tib": 1024.0, "gb": 1.0, "gib": 1.0, "mb": 1 / 1024, "mib": 1 / 1024}
@@ -54,14 +54,6 @@ def parse_size_gib(text: str) -> float | None:
         return None
     value = float(m.group(1).replace(",", "."))
     return value * _UNIT_GIB[(m.group(2) or "GB").lower()]
-
-
-def nominal_gb(gib: float) -> int:
-    """The marketed RAM size a machine reporting `gib` usable most likely has (round up)."""
-    for size in MARKETED_GB:
-        if gib <= size * 1.001:
-            return size
-    return int(math.ceil(gib))
 
 
 def kfd_to_gfx(text: str) -> str | None:
