@@ -6,19 +6,10 @@ import os
 import re
 
 from facts.detect._probe import Probe
+from facts.lemonade import kfd_to_gfx
 from facts.models import GPU
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
-
-
-def gfx_name(version: int) -> str | None:
-    """KFD gfx_target_version → LLVM target: 110501 → gfx1151, 90010 → gfx90a, 90402 → gfx942."""
-    if version <= 0:
-        return None
-    major, minor, step = version // 10000, (version // 100) % 100, version % 100
-    if minor > 15 or step > 15:
-        return None
-    return f"gfx{major}{minor:x}{step:x}"
 
 
 def parse_properties(text: str) -> dict[str, int]:
@@ -131,7 +122,7 @@ def amd_gpus(probe: Probe) -> list[GPU]:
         prov: dict[str, str] = {}
         props = node[1] if node else {}
         nid = node[0] if node else None
-        arch = gfx_name(props.get("gfx_target_version", 0))
+        arch = kfd_to_gfx(str(props.get("gfx_target_version", 0)))
         if arch:
             prov["arch"] = f"sysfs {KFD_NODES}/{nid}/properties gfx_target_version"
         cu = None
