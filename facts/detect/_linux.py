@@ -83,9 +83,11 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     osinfo = os_info(probe)
     cpu = _cpu.linux_cpu(probe)
     threads, why = _cgroup.usable_threads(probe, cpu.threads)
-    if why and threads is not None and threads != cpu.threads:
-        probe.warn(f"usable CPU threads lowered to {threads} by {why} (the machine has {cpu.threads})")
-        prov = dict(cpu.provenance, threads=f"{why} (lower than the {cpu.threads} CPUs present)")
+    if why and threads:  # a source is named only when it lowers the count (or gives one /proc/cpuinfo did not)
+        prov = dict(cpu.provenance, threads=why)
+        if cpu.threads:
+            probe.warn(f"usable CPU threads lowered to {threads} by {why} (the machine has {cpu.threads})")
+            prov["threads"] = f"{why} (lower than the {cpu.threads} CPUs present)"
         update: dict[str, object] = {"threads": threads, "provenance": prov}
         if cpu.physical_cores and cpu.physical_cores > threads:
             update["physical_cores"] = threads

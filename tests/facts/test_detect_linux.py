@@ -135,6 +135,17 @@ def test_cgroup_v2_memory_max_and_cpu_max(tmp_path):
     assert any("lowered to 1" in w for w in hw.warnings)
 
 
+def test_cgroup_quota_without_a_cpuinfo_count_is_the_thread_count_not_a_lowering(tmp_path):
+    root = copy_tree("linux-this-machine", tmp_path)
+    (root / "proc/cpuinfo").unlink()
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "sys/fs/cgroup/cpu.max").write_text("200000 100000\n")  # --cpus=2
+    hw = detect(root=root, env=NO_TOOLS, platform="linux")
+    assert hw.cpu.threads == 2
+    assert hw.cpu.provenance["threads"] == "cgroup v2 /sys/fs/cgroup/cpu.max (2 CPUs)"
+    assert not any("lowered" in w or "None" in w for w in hw.warnings)
+
+
 def test_cgroup_v2_unlimited_changes_nothing(tmp_path):
     root = copy_tree("linux-this-machine", tmp_path)
     (root / "proc/self/cgroup").write_text("0::/\n")
