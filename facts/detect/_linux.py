@@ -48,7 +48,7 @@ def pci_display_devices(probe: Probe) -> list[dict[str, object]]:
         except OSError:
             driver = None
         if vendor is not None and device is not None:
-            out.append({"address": addr, "class": cls, "vendor": vendor, "device": device, "driver": driver})
+            out.append({"address": addr, "vendor": vendor, "device": device, "driver": driver})
     return out
 
 

@@ -28,26 +28,26 @@ def pci_id_from_device_id(packed: int) -> str:
     return f"{packed & 0xFFFF:04x}:{(packed >> 16) & 0xFFFF:04x}"
 
 
-def gpu_from_nvml(values: Mapping[str, object], source: str = "NVML") -> GPU:
+def gpu_from_nvml(values: Mapping[str, object]) -> GPU:
     """Map raw NVML values (index, name, uuid, memory_total, memory_free, cc, pci_device_id) to a GPU."""
-    prov: dict[str, str] = {"name": f"{source} nvmlDeviceGetName"}
+    prov: dict[str, str] = {"name": "NVML nvmlDeviceGetName"}
     fields: dict[str, object] = {}
     if values.get("uuid"):
         fields["uuid"] = values["uuid"]
-        prov["uuid"] = f"{source} nvmlDeviceGetUUID"
+        prov["uuid"] = "NVML nvmlDeviceGetUUID"
     if isinstance(values.get("memory_total"), int):
         fields["dedicated_bytes"] = values["memory_total"]
-        prov["dedicated_bytes"] = f"{source} nvmlDeviceGetMemoryInfo.total"
+        prov["dedicated_bytes"] = "NVML nvmlDeviceGetMemoryInfo.total"
     if isinstance(values.get("memory_free"), int):
         fields["free_bytes"] = values["memory_free"]
-        prov["free_bytes"] = f"{source} nvmlDeviceGetMemoryInfo.free"
+        prov["free_bytes"] = "NVML nvmlDeviceGetMemoryInfo.free"
     cc = values.get("cc")
     if cc:
         fields["arch"] = sm_arch(cc)  # type: ignore[arg-type]
-        prov["arch"] = f"{source} nvmlDeviceGetCudaComputeCapability"
+        prov["arch"] = "NVML nvmlDeviceGetCudaComputeCapability"
     if isinstance(values.get("pci_device_id"), int):
         fields["pci_id"] = pci_id_from_device_id(values["pci_device_id"])  # type: ignore[arg-type]
-        prov["pci_id"] = f"{source} nvmlDeviceGetPciInfo.pciDeviceId"
+        prov["pci_id"] = "NVML nvmlDeviceGetPciInfo.pciDeviceId"
     name = values.get("name")
     if isinstance(name, bytes):
         name = name.decode("utf-8", errors="replace")

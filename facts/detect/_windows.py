@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -176,9 +177,7 @@ def _registry(probe: Probe, fact: str, key: str, read: Callable[[], T]) -> T | N
 
 def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
     """Everything Windows detection knows (registry, psutil, NVML)."""
-    import platform as _platform
-
-    osinfo = OSInfo(name="windows", version=_platform.version() if probe.live else None,
+    osinfo = OSInfo(name="windows", version=platform.version() if probe.live else None,
                     provenance={"version": "platform.version()"} if probe.live else {})
     cpu_prov: dict[str, str] = {}
     cpu_fields: dict[str, object] = {}
