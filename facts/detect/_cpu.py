@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from typing import NamedTuple
 
 from facts.detect._probe import Probe
 from facts.models import CPU
@@ -26,7 +27,17 @@ def isa_from_flags(flags: set[str], arch: str) -> tuple[str, ...]:
     return tuple(sorted({name for flag, name in table.items() if flag in flags}))
 
 
-def parse_cpuinfo(text: str) -> dict[str, object]:
+class CpuInfo(NamedTuple):
+    """What /proc/cpuinfo says (None / "unknown" / empty where it says nothing)."""
+
+    name: str | None
+    arch: str
+    flags: set[str]
+    threads: int | None
+    physical_cores: int | None
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
     """Name, arch, flags, threads and physical cores from /proc/cpuinfo text (x86 or ARM)."""
     blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
     name: str | None = None
@@ -52,8 +63,7 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
             arch = "arm64" if "asimd" in flags else arch
         if "physical id" in fields and "core id" in fields:
             cores.add((fields["physical id"], fields["core id"]))
-    return {"name": name, "arch": arch, "flags": flags, "threads": threads or None,
-            "physical_cores": len(cores) or None}
+    return CpuInfo(name, arch, flags, threads or None, len(cores) or None)
 
 
 def parse_cpulist(text: str) -> set[int]:
@@ -114,27 +124,25 @@ def linux_cpu(probe: Probe) -> CPU:
     prov: dict[str, str] = {}
     text = probe.read("/proc/cpuinfo", "cpu")
     info = parse_cpuinfo(text or "")
-    arch = str(info["arch"])
+    arch = info.arch
     if arch == "unknown" and probe.live:
         arch = machine_arch()
         prov["arch"] = "platform.machine()"
     elif arch != "unknown":
         prov["arch"] = "/proc/cpuinfo flags/Features"
-    name = info["name"]
+    name = info.name
     if name:
         prov["name"] = "/proc/cpuinfo model name"
     elif text is not None:
         probe.miss("cpu.name", "/proc/cpuinfo has no 'model name' line (usual on ARM)")
-    flags = info["flags"]
-    assert isinstance(flags, set)
-    isa = isa_from_flags(flags, arch)
+    isa = isa_from_flags(info.flags, arch)
     if isa:
         prov["isa"] = "/proc/cpuinfo flags" if arch != "arm64" else "/proc/cpuinfo Features"
-    threads = info["threads"]
+    threads = info.threads
     if threads:
         prov["threads"] = "/proc/cpuinfo processor entries"
     cores = _core_map(probe)
-    physical = info["physical_cores"]
+    physical = info.physical_cores
     if physical:
         prov["physical_cores"] = "/proc/cpuinfo distinct (physical id, core id)"
     elif cores:
@@ -149,6 +157,5 @@ def linux_cpu(probe: Probe) -> CPU:
         prov["performance_cores"] = prov["efficiency_cores"] = src
     else:
         probe.miss("cpu.performance_cores", "no cpu_capacity or cpu_core/cpu_atom PMU in sysfs")
-    return CPU(name=name if isinstance(name, str) else None, arch=arch,  # type: ignore[arg-type]
-               physical_cores=physical, threads=threads, performance_cores=perf,  # type: ignore[arg-type]
-               efficiency_cores=eff, isa=isa, provenance=prov)
+    return CPU(name=name, arch=arch, physical_cores=physical, threads=threads,  # type: ignore[arg-type]
+               performance_cores=perf, efficiency_cores=eff, isa=isa, provenance=prov)
