@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+from facts.archetype import nominal_gb
 from facts.detect import _cgroup
 from facts.detect._probe import Probe
 from facts.models import Memory
 
 GIB = 1 << 30
-MARKETED_GB = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
 _WORKING_SET_ANCHORS = ((16.0, 2 / 3), (64.0, 0.75), (128.0, 0.84))  # (RAM GiB, Metal working-set share)
 
 
@@ -23,15 +23,6 @@ def parse_meminfo(text: str) -> dict[str, int]:
             scale = 1024 if len(fields) > 1 and fields[1].lower() == "kb" else 1
             out[key.strip()] = int(fields[0]) * scale
     return out
-
-
-def nominal_gb(total_bytes: int) -> int:
-    """The marketed RAM size a machine with `total_bytes` visible memory was sold with (round up)."""
-    gib = total_bytes / GIB
-    for size in MARKETED_GB:
-        if gib <= size * 1.005:
-            return size
-    return int(-(-gib // 64) * 64)
 
 
 def apple_working_set(memsize: int) -> int:
@@ -67,7 +58,7 @@ def linux_memory(probe: Probe, carve_out_bytes: int = 0) -> Memory:
         prov["available_bytes"] = "/proc/meminfo MemAvailable"
     nominal = None
     if total:
-        nominal = nominal_gb(total + carve_out_bytes)
+        nominal = nominal_gb((total + carve_out_bytes) / GIB)
         prov["nominal_gb"] = "MemTotal" + (" + GPU carve-out" if carve_out_bytes else "") + \
             " rounded up to a marketed size"
     limit, src = _cgroup.memory_limit(probe)
