@@ -129,11 +129,13 @@ def amd_gpus(probe: Probe) -> list[GPU]:
         if props.get("simd_per_cu"):
             cu = props["simd_count"] // props["simd_per_cu"] or None
             prov["compute_units"] = f"sysfs {KFD_NODES}/{nid}/properties simd_count/simd_per_cu"
-        dev_id = card["device_id"] if card and card["device_id"] is not None else props.get("device_id")
+        if card and card["device_id"] is not None:
+            dev_id, dev_src = card["device_id"], f"sysfs /sys/class/drm/{card['card']}/device/device"
+        else:
+            dev_id, dev_src = props.get("device_id"), f"sysfs {KFD_NODES}/{nid}/properties device_id"
         pci_id = f"1002:{dev_id:04x}" if isinstance(dev_id, int) else None
         if pci_id:
-            prov["pci_id"] = (f"sysfs /sys/class/drm/{card['card']}/device/device" if card and card["device_id"]
-                              is not None else f"sysfs {KFD_NODES}/{nid}/properties device_id")
+            prov["pci_id"] = dev_src
         fields: dict[str, object] = {}
         if card:
             c = card["card"]
@@ -153,9 +155,11 @@ def amd_gpus(probe: Probe) -> list[GPU]:
             if integrated and isinstance(card["gtt"], int):
                 fields["shared_bytes"] = card["gtt"]
                 prov["shared_bytes"] = f"{base}/mem_info_gtt_total (GTT)"
-        name = (card or {}).get("product_name") or (f"AMD {arch}" if arch else f"AMD GPU {pci_id or '?'}")
-        prov["name"] = (f"sysfs /sys/class/drm/{card['card']}/device/product_name" if card and
-                        card.get("product_name") else "synthesised from the gfx target / PCI id (sysfs has no name)")
+        if card and card["product_name"]:
+            name, prov["name"] = card["product_name"], f"sysfs /sys/class/drm/{card['card']}/device/product_name"
+        else:
+            name = f"AMD {arch}" if arch else f"AMD GPU {pci_id or '?'}"
+            prov["name"] = "synthesised from the gfx target / PCI id (sysfs has no name)"
         gpus.append(GPU(vendor="amd", name=str(name), arch=arch, compute_units=cu, pci_id=pci_id,
                         index=i, provenance=prov, **fields))  # type: ignore[arg-type]
         _check_usable(probe, arch or pci_id or "?", props.get("drm_render_minor"))
