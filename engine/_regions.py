@@ -13,10 +13,6 @@ _NEGATE = {"eq": "ne", "ne": "eq", "in": "not_in", "not_in": "in", "lt": "ge", "
            "gt": "le", "exists": "missing", "missing": "exists", "contains": "ne"}
 
 
-def _same(a: Any, b: Any) -> bool:
-    return ir._same(a, b)
-
-
 def satisfiable(attr: Attribute, conds: Iterable[ir.Condition]) -> bool:
     """Can one context value (or its absence) satisfy every condition (all on `attr`)?"""
     conds = list(conds)
@@ -42,18 +38,16 @@ def _scalar_sat(attr: Attribute, conds: list[ir.Condition]) -> bool:
     for c in conds:
         if c.op in ("eq", "in"):
             vals = [c.value] if c.op == "eq" else list(c.value)
-            allowed = vals if allowed is None else [v for v in allowed if any(_same(v, w) for w in vals)]
+            allowed = vals if allowed is None else [v for v in allowed if any(ir.same(v, w) for w in vals)]
     excluded = [c.value for c in conds if c.op == "ne"] + [v for c in conds if c.op == "not_in" for v in c.value]
     ranges = [c for c in conds if c.op in ("lt", "le", "gt", "ge")]
     if ranges and attr.kind not in ("int", "float"):
         return False
 
     def fits(v: Any) -> bool:
-        if any(_same(v, x) for x in excluded):
+        if any(ir.same(v, x) for x in excluded):
             return False
-        if ranges and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return False
-        return all(ir.holds(c, {attr.name: v}) for c in ranges)
+        return all(ir.holds(c, {attr.name: v}) for c in ranges)  # ordering holds for numbers only
 
     if allowed is not None:
         return any(fits(v) for v in allowed)

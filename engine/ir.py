@@ -117,13 +117,13 @@ def holds(cond: Condition, context: Mapping[str, Any]) -> bool:
             return not any(v in got for v in cond.value)
         return False
     if cond.op == "eq":
-        return _same(got, cond.value)
+        return same(got, cond.value)
     if cond.op == "ne":
-        return not _same(got, cond.value)
+        return not same(got, cond.value)
     if cond.op == "in":
-        return any(_same(got, v) for v in cond.value)
+        return any(same(got, v) for v in cond.value)
     if cond.op == "not_in":
-        return not any(_same(got, v) for v in cond.value)
+        return not any(same(got, v) for v in cond.value)
     if cond.op == "contains":
         return False
     if not _is_number(got) or not _is_number(cond.value):
@@ -151,12 +151,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     """Equality without bool/number or str/number coercion (True != 1, "24" != 24)."""
     if type(a) is type(b):  # fast path: str/str, int/int, bool/bool, float/float
         return a == b
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if _is_number(a) and _is_number(b):
-        return a == b
-    return type(a) is type(b) and a == b
+    return _is_number(a) and _is_number(b) and a == b  # int vs float; any other mix differs (bools too)
+
+
+def eq_key(value: Any) -> tuple[str, Any]:
+    """Hash key that agrees with `same`: bools never equal numbers, ints equal floats (equality indexes)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    return (type(value).__name__, value)

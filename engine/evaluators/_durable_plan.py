@@ -56,15 +56,6 @@ def _compatible(attr: Attribute, value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def bucket(value: Any) -> tuple[str, Any]:
-    """Hash key that agrees with ir._same: bools never equal numbers, ints equal floats."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, (int, float)):
-        return ("num", value)
-    return (type(value).__name__, value)
-
-
 class _Keys:
     """Derived fact keys: set members (`a__<n>`) and `in` lists (`a__in<n>`, true when the value is in it).
 
@@ -82,7 +73,7 @@ class _Keys:
         return table.setdefault(value, f"{attr}__{len(table)}")
 
     def in_list(self, attr: str, values: list[Any]) -> str | None:
-        buckets = frozenset(bucket(v) for v in values)
+        buckets = frozenset(ir.eq_key(v) for v in values)
         key = self._in_ids.get((attr, buckets))
         if key is None:
             if len(self._in_ids) >= MAX_IN_KEYS:
@@ -111,9 +102,9 @@ class _Keys:
                 if members and m in members:
                     out.append(members[m])
                 if lists:
-                    out.extend(lists.get(bucket(m), ()))
+                    out.extend(lists.get(ir.eq_key(m), ()))
         elif lists:
-            out.extend(lists.get(bucket(value), ()))
+            out.extend(lists.get(ir.eq_key(value), ()))
         return out
 
 

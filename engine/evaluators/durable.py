@@ -23,6 +23,7 @@ import durable_rules_engine as _dre
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, Attribute, validate_context
 from engine.errors import EngineError
+from engine.evaluators import firing_order
 from engine.evaluators._durable_plan import END_PRI, MAX_TRUE_KEYS, CompileError, Shard, dumps, pattern, plan
 
 END_NAME = "zz_end"
@@ -96,14 +97,14 @@ class DurableEvaluator:
         fact = self._fact(ctx)
         rules = self.rulebook.rules
         if fact is None:  # too many members / `in` lists true at once for durable's stack: reference path
-            return tuple(r for r in sorted(rules, key=lambda r: (r.salience, r.index)) if ir.matches(r, ctx))
+            return tuple(r for r in sorted(rules, key=firing_order) if ir.matches(r, ctx))
         hits = {pos for pos in self._always if ir.matches(rules[pos], ctx)}
         with self._lock:
             if not self._handles:
                 raise EngineError("this durable evaluator was closed")
             for k in range(len(self._handles)):
                 hits.update(self._run_one(k, fact))
-        return tuple(sorted((rules[p] for p in hits), key=lambda r: (r.salience, r.index)))
+        return tuple(sorted((rules[p] for p in hits), key=firing_order))
 
     def _run_one(self, k: int, fact: str) -> list[int]:
         handle, sid = self._handles[k], self._sids[k]
