@@ -111,7 +111,8 @@ def validate(model: ModelFacts, cfg: Config) -> None:
         raise FactsInputError("memory", problems)
 
 
-def _layers(model: ModelFacts) -> int:
+def layer_count(model: ModelFacts) -> int:
+    """Blocks of the model: the header's, else a rough count from the parameter count."""
     if model.block_count:
         return model.block_count
     p = model.params_b or 8.0  # a rough layer count when the header is unknown
@@ -123,7 +124,7 @@ def _layers(model: ModelFacts) -> int:
 
 def _weights(model: ModelFacts) -> tuple[tuple[int, ...], tuple[int, ...], int, bool]:
     """(per-layer bytes, per-layer expert bytes, output/embedding bytes, estimated)."""
-    n = _layers(model)
+    n = layer_count(model)
     if model.layer_bytes and len(model.layer_bytes) == n:
         experts = model.expert_bytes if len(model.expert_bytes) == n else (0,) * n
         return model.layer_bytes, experts, model.output_bytes or 0, False
@@ -134,9 +135,81 @@ def _weights(model: ModelFacts) -> tuple[tuple[int, ...], tuple[int, ...], int, 
     return (per,) * n, (int(per * moe_share),) * n, total - per * n, True
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What an estimate needs that depends only on the model and the cache types (not on the context size,
+    slots or placement): fit searches compute it once and reuse it for every configuration they try."""
+
+    n_layer: int
+    exact: bool  # per-layer KV heads and head sizes (and recurrent sizes) known, not size-based
+    per_cell_base: int  # K+V bytes per cell of the non-SWA cache, all layers
+    per_cell_swa: int  # K+V bytes per cell of the SWA cache, all layers
+    swa_window: int  # SWA layers with a window: a separate, smaller SWA cache (0: none)
+    cache: tuple[int, ...]  # per layer: 0 no KV cells, 1 the non-SWA cache, 2 the SWA cache
+    recurrent: tuple[bool, ...]  # per layer
+    rec_per_seq: int  # recurrent state bytes per sequence, all layers
+    layer_bytes: tuple[int, ...]
+    expert_bytes: tuple[int, ...]
+    out_bytes: int
+    weights_estimated: bool
+    notes: tuple[str, ...]
+
+
+def layout(model: ModelFacts, cache_type_k: str, cache_type_v: str, flash_attn: bool) -> Layout:
+    """The model- and cache-type-dependent part of estimate() (cache types already validated)."""
+    n_layer = layer_count(model)
+    notes: tuple[str, ...] = ()
+    heads = model.head_count_kv
+    if len(heads) == 1 and n_layer > 1:  # a model-facts file may give one value for every layer
+        heads = heads * n_layer
+    exact = bool(model.block_count and len(heads) == n_layer and model.key_length)
+
+    swa = model.swa_layers if len(model.swa_layers) == n_layer else (False,) * n_layer
+    recr = model.recurrent_layers if len(model.recurrent_layers) == n_layer else (False,) * n_layer
+    own = model.kv_layers if len(model.kv_layers) == n_layer else tuple(not r for r in recr)
+    window = (model.sliding_window or 0) if any(swa) else 0
+    cache = tuple(0 if not own[il] else 2 if swa[il] and window else 1 for il in range(n_layer))
+    per_cell = [0, 0, 0]  # indexed by `cache`
+    if exact:
+        klen = [model.key_length_swa if swa[i] and model.key_length_swa else model.key_length for i in range(n_layer)]
+        vlen = [model.value_length_swa if swa[i] and model.value_length_swa else (model.value_length or 0)
+                for i in range(n_layer)]
+        v_max = max(heads[i] * vlen[i] for i in range(n_layer))
+        for il in range(n_layer):
+            if cache[il]:
+                k = row_bytes(cache_type_k, heads[il] * (klen[il] or 0))
+                v = 0 if model.mla else row_bytes(cache_type_v, heads[il] * vlen[il] if flash_attn else v_max)
+                per_cell[cache[il]] += k + v
+    else:
+        size_gb = (model.file_bytes or 0) / 1e9
+        f16_per_token = next(b for bound, b in LEMONADE_KV_TABLE if size_gb < bound)
+        width = (row_bytes(cache_type_k, 4096) + row_bytes(cache_type_v, 4096)) / (2 * 2 * 4096)
+        per_cell[1] = int(f16_per_token * width)
+        notes = (f"KV bytes per token from the model size ({size_gb:.1f} GB): Lemonade's table, "
+                 f"{f16_per_token // 1024} KiB at f16",)
+
+    rec_per_seq = 0
+    if any(recr):
+        r, s = model.recurrent_r_size, model.recurrent_s_size
+        if r is None or s is None:
+            exact = False
+            r, s = (model.embedding_length or 4096) * 3, (model.embedding_length or 4096) * 128
+        rec_per_seq = sum(recr) * (r + s) * 4
+    layer_bytes, expert_bytes, out_bytes, w_est = _weights(model)
+    return Layout(n_layer=n_layer, exact=exact, per_cell_base=per_cell[1], per_cell_swa=per_cell[2], swa_window=window,
+                  cache=cache,
+                  recurrent=recr, rec_per_seq=rec_per_seq, layer_bytes=layer_bytes, expert_bytes=expert_bytes,
+                  out_bytes=out_bytes, weights_estimated=w_est, notes=notes)
+
+
 def estimate(model: ModelFacts, cfg: Config) -> Estimate:
     """Memory for `model` under `cfg` with llama.cpp's cache semantics (see docs/memory.md)."""
     validate(model, cfg)
+    return estimate_with(model, cfg, layout(model, cfg.cache_type_k, cfg.cache_type_v, cfg.flash_attn))
+
+
+def estimate_with(model: ModelFacts, cfg: Config, lay: Layout) -> Estimate:
+    """estimate() for a validated `cfg` whose cache types and flash attention `lay` was made for."""
     n_seq = max(1, cfg.parallel)
     n_ctx = pad(cfg.ctx_size)
     if cfg.kv_unified:
@@ -146,101 +219,40 @@ def estimate(model: ModelFacts, cfg: Config) -> Estimate:
         n_ctx = kv_size * n_seq
     n_batch = min(n_ctx, cfg.batch)
     n_ubatch = min(n_batch, cfg.ubatch)
-    n_layer = _layers(model)
-    notes: list[str] = []
-    heads = model.head_count_kv
-    if len(heads) == 1 and n_layer > 1:  # a model-facts file may give one value for every layer
-        heads = heads * n_layer
-    exact = bool(model.block_count and len(heads) == n_layer and model.key_length)
-
-    swa = model.swa_layers if len(model.swa_layers) == n_layer else (False,) * n_layer
-    recr = model.recurrent_layers if len(model.recurrent_layers) == n_layer else (False,) * n_layer
-    own = model.kv_layers if len(model.kv_layers) == n_layer else tuple(not r for r in recr)
+    n_layer = lay.n_layer
     swa_cells = 0
-    if any(swa) and model.sliding_window:
+    if lay.swa_window:
         swa_cells = kv_size if cfg.swa_full else pad(
-            min(kv_size, model.sliding_window * (n_seq if cfg.kv_unified else 1) + n_ubatch))
-    per_cell_base = per_cell_swa = 0
-    if exact:
-        klen = [model.key_length_swa if swa[i] and model.key_length_swa else model.key_length for i in range(n_layer)]
-        vlen = [model.value_length_swa if swa[i] and model.value_length_swa else (model.value_length or 0)
-                for i in range(n_layer)]
-        v_max = max(heads[i] * vlen[i] for i in range(n_layer))
-        for il in range(n_layer):
-            if not own[il]:
-                continue
-            k = row_bytes(cfg.cache_type_k, heads[il] * (klen[il] or 0))
-            v = 0 if model.mla else row_bytes(cfg.cache_type_v, heads[il] * vlen[il] if cfg.flash_attn else v_max)
-            if swa[il] and swa_cells:
-                per_cell_swa += k + v
-            else:
-                per_cell_base += k + v
-    else:
-        size_gb = (model.file_bytes or 0) / 1e9
-        f16_per_token = next(b for bound, b in LEMONADE_KV_TABLE if size_gb < bound)
-        width = (row_bytes(cfg.cache_type_k, 4096) + row_bytes(cfg.cache_type_v, 4096)) / (2 * 2 * 4096)
-        per_cell_base = int(f16_per_token * width)
-        notes.append(f"KV bytes per token from the model size ({size_gb:.1f} GB): Lemonade's table, "
-                     f"{f16_per_token // 1024} KiB at f16")
-    kv_bytes = per_cell_base * kv_size * n_stream
-    swa_bytes = per_cell_swa * swa_cells * n_stream
-
-    rec_bytes = 0
-    if any(recr):
-        r, s = model.recurrent_r_size, model.recurrent_s_size
-        if r is None or s is None:
-            exact = False
-            r, s = (model.embedding_length or 4096) * 3, (model.embedding_length or 4096) * 128
-        rec_bytes = sum(recr) * (r + s) * 4 * n_seq
-
+            min(kv_size, lay.swa_window * (n_seq if cfg.kv_unified else 1) + n_ubatch))
+    kv_bytes = lay.per_cell_base * kv_size * n_stream
+    swa_bytes = lay.per_cell_swa * swa_cells * n_stream
+    rec_bytes = lay.rec_per_seq * n_seq
     compute = compute_bytes(model, cfg, n_ubatch=n_ubatch, kv_size=kv_size, swa_cells=swa_cells,
                             n_stream=n_stream)
-    layer_bytes, expert_bytes, out_bytes, w_est = _weights(model)
-    weights = sum(layer_bytes) + out_bytes
+    weights = sum(lay.layer_bytes) + lay.out_bytes
     # placement: llama.cpp offloads the *last* n_gpu_layers blocks, the output head when all fit;
-    # --n-cpu-moe N keeps the expert tensors of the first N blocks on the CPU
+    # --n-cpu-moe N keeps the expert tensors of the first N blocks on the CPU.
+    # KV bytes are split evenly over the layers of each cache, recurrent state over the recurrent layers.
     ngl = max(0, min(cfg.n_gpu_layers, n_layer + 1))
     first_gpu = n_layer - min(ngl, n_layer)
+    kv_share = (0, kv_bytes // (lay.cache.count(1) or 1), swa_bytes // (lay.cache.count(2) or 1))
+    rec_share = rec_bytes // max(1, sum(lay.recurrent))
     gpu = 0
-    layer_kv = _per_layer_kv(per_cell_base, per_cell_swa, kv_size, swa_cells, n_stream, own, swa, swa_cells)
     for il in range(first_gpu, n_layer):
-        gpu += layer_bytes[il] - (expert_bytes[il] if il < cfg.n_cpu_moe else 0)
-        gpu += layer_kv[il]
-        if recr[il]:
-            gpu += rec_bytes // max(1, sum(recr))
+        gpu += lay.layer_bytes[il] - (lay.expert_bytes[il] if il < cfg.n_cpu_moe else 0) + kv_share[lay.cache[il]]
+        if lay.recurrent[il]:
+            gpu += rec_share
     if ngl > n_layer:
-        gpu += out_bytes
+        gpu += lay.out_bytes
     mm, draft = model.mmproj_bytes or 0, model.draft_bytes or 0
     if ngl > 0:
         gpu += compute + mm + draft
-    est = Estimate(weights_bytes=weights, kv_bytes=kv_bytes, swa_kv_bytes=swa_bytes, recurrent_bytes=rec_bytes,
-                   compute_bytes=compute, mmproj_bytes=mm, draft_bytes=draft, kv_cells=kv_size,
-                   swa_cells=swa_cells, n_stream=n_stream, n_ctx=n_ctx, kv_bytes_per_cell=per_cell_base,
-                   gpu_bytes=gpu, cpu_bytes=0, estimated=not exact or w_est or bool(model.estimated),
-                   notes=tuple(notes))
-    return _with_cpu(est)
-
-
-def _with_cpu(est: Estimate) -> Estimate:
-    from dataclasses import replace
-
-    return replace(est, cpu_bytes=max(0, est.total_bytes - est.gpu_bytes))
-
-
-def _per_layer_kv(base: int, swa_cell: int, kv_size: int, swa_size: int, n_stream: int,
-                  own: tuple[bool, ...], swa: tuple[bool, ...], swa_cells: int) -> list[int]:
-    """KV bytes attributed to each layer (for placement); split evenly over the owning layers."""
-    n_base = sum(1 for i, o in enumerate(own) if o and not (swa[i] and swa_cells)) or 1
-    n_swa = sum(1 for i, o in enumerate(own) if o and swa[i] and swa_cells) or 1
-    out = []
-    for i, o in enumerate(own):
-        if not o:
-            out.append(0)
-        elif swa[i] and swa_cells:
-            out.append(swa_cell * swa_size * n_stream // n_swa)
-        else:
-            out.append(base * kv_size * n_stream // n_base)
-    return out
+    total = weights + kv_bytes + swa_bytes + rec_bytes + compute + mm + draft
+    return Estimate(weights_bytes=weights, kv_bytes=kv_bytes, swa_kv_bytes=swa_bytes, recurrent_bytes=rec_bytes,
+                    compute_bytes=compute, mmproj_bytes=mm, draft_bytes=draft, kv_cells=kv_size,
+                    swa_cells=swa_cells, n_stream=n_stream, n_ctx=n_ctx, kv_bytes_per_cell=lay.per_cell_base,
+                    gpu_bytes=gpu, cpu_bytes=max(0, total - gpu),
+                    estimated=not lay.exact or lay.weights_estimated or bool(model.estimated), notes=lay.notes)
 
 
 def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int, swa_cells: int,

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cachetools import LRUCache
 
-from facts._estimate import CACHE_TYPES, GIB, MIB, QUANTISED, Config, Estimate, estimate
+from facts._estimate import (
+    CACHE_TYPES,
+    GIB,
+    MIB,
+    QUANTISED,
+    Config,
+    Estimate,
+    Layout,
+    estimate_with,
+    layer_count,
+    layout,
+    validate,
+)
 from facts.models import HardwareFacts, ModelFacts
 
 FLOOR_CTX, EMBEDDING_FLOOR_CTX, UNKNOWN_MAX_CTX = 4096, 8192, 32768
 ALL_LAYERS = 999
 DEFAULTS = {"batch": 2048, "ubatch": 512}
 _cache: LRUCache[tuple[str, str], dict[str, int | float | bool]] = LRUCache(maxsize=256)
+_cache_lock = threading.Lock()  # cachetools caches are not thread-safe (a hit reorders the LRU)
 
 
 @dataclass(frozen=True)
@@ -46,19 +60,28 @@ def _cap(model: ModelFacts) -> int:
     return max(_floor(model), cap // 256 * 256 if cap >= 256 else cap)
 
 
-def _n_layer(model: ModelFacts) -> int:
-    from facts._estimate import _layers
-
-    return _layers(model)
-
-
 class _Checker:
-    """Evaluates estimates against the budgets (GPU part vs GPU budget, the rest vs RAM)."""
+    """Estimates for one model (each configuration once) against the budgets (GPU part vs GPU budget,
+    the rest vs RAM)."""
 
     def __init__(self, hw: HardwareFacts, model: ModelFacts, cpu_only: bool):
         self.model = model
         self.gpu, self.ram = _budgets(hw, cpu_only)
         self.unified = self.gpu is not None and self.gpu.device == "unified"
+        self._layouts: dict[tuple[str, str, bool], Layout] = {}
+        self._estimates: dict[Config, Estimate] = {}
+
+    def estimate(self, cfg: Config) -> Estimate:
+        """estimate(model, cfg), memoised: the searches revisit configurations and share the model's layout."""
+        e = self._estimates.get(cfg)
+        if e is None:
+            validate(self.model, cfg)
+            key = (cfg.cache_type_k, cfg.cache_type_v, cfg.flash_attn)
+            lay = self._layouts.get(key)
+            if lay is None:
+                lay = self._layouts[key] = layout(self.model, *key)
+            e = self._estimates[cfg] = estimate_with(self.model, cfg, lay)
+        return e
 
     def gpu_ok(self, e: Estimate) -> bool:
         """The GPU part fits the GPU budget (monotone in GPU layers and in experts kept on the GPU)."""
@@ -78,15 +101,15 @@ class _Checker:
 
 def _max_ctx(check: _Checker, cfg: Config, lo: int, hi: int) -> int | None:
     """Largest multiple of 256 in [lo, hi] that fits under cfg (None when lo does not fit)."""
-    if not check.ok(estimate(check.model, replace(cfg, ctx_size=lo))):
+    if not check.ok(check.estimate(replace(cfg, ctx_size=lo))):
         return None
     a, b = lo // 256, hi // 256
-    if a < b and check.ok(estimate(check.model, replace(cfg, ctx_size=b * 256))):
+    if a < b and check.ok(check.estimate(replace(cfg, ctx_size=b * 256))):
         return b * 256  # the common case on a roomy machine: the cap fits, no search needed
     b -= 1 if a < b else 0
     while a < b:
         mid = (a + b + 1) // 2
-        if check.ok(estimate(check.model, replace(cfg, ctx_size=mid * 256))):
+        if check.ok(check.estimate(replace(cfg, ctx_size=mid * 256))):
             a = mid
         else:
             b = mid - 1
@@ -113,22 +136,23 @@ def _bisect(lo: int, hi: int, good: Callable[[int], bool], want_max: bool) -> in
 def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float | bool]:
     """Fit facts for the rule context: fit_full_offload, fit_max_ctx, fit_max_gpu_layers, gpu_budget_gib."""
     key = (hw.model_dump_json(), model.model_dump_json())
-    hit = _cache.get(key)
+    with _cache_lock:
+        hit = _cache.get(key)
     if hit is not None:
         return dict(hit)
     check = _Checker(hw, model, cpu_only=False)
     cfg = Config()
-    n_layer = _n_layer(model)
+    n_layer = layer_count(model)
     floor, cap = _floor(model), _cap(model)
     out: dict[str, int | float | bool] = {}
     if check.gpu is not None:
         out["gpu_budget_gib"] = round(check.gpu.gib, 2)
-        full = check.ok(estimate(model, replace(cfg, ctx_size=FLOOR_CTX)))
+        full = check.ok(check.estimate(replace(cfg, ctx_size=FLOOR_CTX)))
         out["fit_full_offload"] = full
         best = _max_ctx(check, cfg, floor, cap)
         out["fit_max_ctx"] = best if best is not None else floor
         layers = _bisect(0, n_layer + 1,
-                         lambda n: check.gpu_ok(estimate(model, replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
+                         lambda n: check.gpu_ok(check.estimate(replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
         out["fit_max_gpu_layers"] = min(n_layer, layers or 0)
     elif check.ram.bytes > 0:
         cpu = replace(cfg, n_gpu_layers=0)
@@ -136,7 +160,8 @@ def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float |
         out["fit_full_offload"] = False
         out["fit_max_ctx"] = best if best is not None else floor
         out["fit_max_gpu_layers"] = 0
-    _cache[key] = out
+    with _cache_lock:
+        _cache[key] = out
     return dict(out)
 
 
@@ -187,7 +212,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
     cfg = _config(params, model, changed, concrete)
     cpu_only = params.get("backend") == "cpu"
     check = _Checker(hw, model, cpu_only)
-    n_layer = _n_layer(model)
+    n_layer = layer_count(model)
     floor, cap = _floor(model), _cap(model)
     if check.gpu is None:
         cfg = replace(cfg, n_gpu_layers=0, n_cpu_moe=0)
@@ -208,16 +233,16 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
         ctx = lo
         base = replace(cfg, ctx_size=ctx)
         if model.is_moe and moe_in in (None, "auto", "default"):
-            moe = _bisect(0, n_layer, lambda n: check.gpu_ok(estimate(model, replace(base, n_cpu_moe=n))), False)
+            moe = _bisect(0, n_layer, lambda n: check.gpu_ok(check.estimate(replace(base, n_cpu_moe=n))), False)
             if moe is not None:
                 cfg = replace(base, n_cpu_moe=moe)
                 placement_note = f"experts of the first {moe} layers on the CPU (--n-cpu-moe {moe})"
             else:
                 cfg = replace(base, n_cpu_moe=n_layer)
-        if not check.ok(estimate(model, replace(cfg, ctx_size=ctx))):
+        if not check.ok(check.estimate(replace(cfg, ctx_size=ctx))):
             top = min(cfg.n_gpu_layers, n_layer + 1)
-            layers = _bisect(0, top, lambda n: check.gpu_ok(estimate(model, replace(cfg, ctx_size=ctx,
-                                                                                       n_gpu_layers=n))), True)
+            layers = _bisect(0, top, lambda n: check.gpu_ok(check.estimate(replace(cfg, ctx_size=ctx,
+                                                                                     n_gpu_layers=n))), True)
             cfg = replace(cfg, n_gpu_layers=layers or 0)
             placement_note = f"{layers or 0} of {n_layer} layers on the GPU" + (
                 f", {placement_note}" if placement_note else "")
@@ -225,7 +250,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
     if ctx is None:
         ctx = lo
     cfg = replace(cfg, ctx_size=ctx)
-    est = estimate(model, cfg)
+    est = check.estimate(cfg)
     if not check.ok(est):
         fits = False
 
