@@ -196,10 +196,9 @@ def layout(model: ModelFacts, cache_type_k: str, cache_type_v: str, flash_attn: 
             r, s = (model.embedding_length or 4096) * 3, (model.embedding_length or 4096) * 128
         rec_per_seq = sum(recr) * (r + s) * 4
     layer_bytes, expert_bytes, out_bytes, w_est = _weights(model)
-    return Layout(n_layer=n_layer, exact=exact, per_cell_base=per_cell[1], per_cell_swa=per_cell[2], swa_window=window,
-                  cache=cache,
-                  recurrent=recr, rec_per_seq=rec_per_seq, layer_bytes=layer_bytes, expert_bytes=expert_bytes,
-                  out_bytes=out_bytes, weights_estimated=w_est, notes=notes)
+    return Layout(n_layer=n_layer, exact=exact, per_cell_base=per_cell[1], per_cell_swa=per_cell[2],
+                  swa_window=window, cache=cache, recurrent=recr, rec_per_seq=rec_per_seq, layer_bytes=layer_bytes,
+                  expert_bytes=expert_bytes, out_bytes=out_bytes, weights_estimated=w_est, notes=notes)
 
 
 def estimate(model: ModelFacts, cfg: Config) -> Estimate:

@@ -214,16 +214,15 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
     check = _Checker(hw, model, cpu_only)
     n_layer = layer_count(model)
     floor, cap = _floor(model), _cap(model)
-    if check.gpu is None:
-        cfg = replace(cfg, n_gpu_layers=0, n_cpu_moe=0)
 
     ctx_in = params.get("ctx_size", "auto")
     ngl_in = params.get("n_gpu_layers", "auto")
     moe_in = params.get("n_cpu_moe", "auto")
     want_ngl = ALL_LAYERS if ngl_in in (None, "auto", "all", "default") else int(ngl_in)
     want_moe = 0 if moe_in in (None, "auto", "default") or not model.is_moe else int(moe_in)
-    if check.gpu is not None:
-        cfg = replace(cfg, n_gpu_layers=want_ngl, n_cpu_moe=want_moe)
+    if check.gpu is None:
+        want_ngl = want_moe = 0
+    cfg = replace(cfg, n_gpu_layers=want_ngl, n_cpu_moe=want_moe)
     target = cap if ctx_in in (None, "auto", "default") else max(int(ctx_in), 256)
     lo = min(floor, target)
 
@@ -246,13 +245,11 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
             cfg = replace(cfg, n_gpu_layers=layers or 0)
             placement_note = f"{layers or 0} of {n_layer} layers on the GPU" + (
                 f", {placement_note}" if placement_note else "")
-    fits = True
     if ctx is None:
         ctx = lo
     cfg = replace(cfg, ctx_size=ctx)
     est = check.estimate(cfg)
-    if not check.ok(est):
-        fits = False
+    fits = check.ok(est)
 
     ngl_out = ALL_LAYERS if cfg.n_gpu_layers > n_layer else cfg.n_gpu_layers
     concrete["ctx_size"] = ctx
