@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+# facts.memory.CACHE_TYPES, spelt out: building the CLI parser imports no pydantic (a test keeps them equal)
 CACHE_CHOICES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 
 

@@ -95,6 +95,13 @@ def test_bad_numbers(capsys, argv):
     assert main(["memory", str(FIX / "llama-mha.gguf"), *argv]) == 2
 
 
+def test_cache_type_choices_are_the_memory_models():
+    from engine.commands.memory import CACHE_CHOICES
+    from facts.memory import CACHE_TYPES
+
+    assert tuple(CACHE_TYPES) == CACHE_CHOICES
+
+
 def test_real_subprocess_stdout_is_only_json():
     proc = subprocess.run([sys.executable, "-m", "engine", "memory", str(FIX / "qwen3moe.gguf"), "--json"],
                           capture_output=True, text=True, timeout=60)
