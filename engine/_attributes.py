@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,23 +22,32 @@ class Attribute:
     kind: Kind
     values: tuple[str, ...] = ()  # closed vocabulary of a str / set attribute (empty = open)
 
+    def accepts(self, value: Any) -> bool:
+        """Is `value` of this attribute's type (a set attribute: one member string)? Numbers must be
+        finite and within +-2**53; bools are never numbers."""
+        if self.kind in ("str", "set"):
+            return isinstance(value, str)
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
+            return False
+        return abs(value) <= MAX_NUMBER  # False for NaN and inf too (and never overflows on a huge int)
+
     def check_value(self, value: Any) -> str | None:
         """Why `value` cannot be compared with this attribute (None when fine)."""
-        if self.kind in ("str", "set"):
-            if not isinstance(value, str):
-                return f"{self.name} takes strings, got {_tname(value)} {value!r}"
+        if self.accepts(value):
             if self.values and value not in self.values:
                 return f"{value!r} is not a known {self.name} (one of {', '.join(self.values)})"
             return None
+        if self.kind in ("str", "set"):
+            return f"{self.name} takes strings, got {_tname(value)} {value!r}"
         if self.kind == "bool":
-            return None if isinstance(value, bool) else f"{self.name} takes true/false, got {value!r}"
+            return f"{self.name} takes true/false, got {value!r}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{self.name} takes numbers, got {_tname(value)} {value!r}"
         if self.kind == "int" and not isinstance(value, int):
             return f"{self.name} takes integers, got {value!r}"
-        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
-            return f"{self.name} takes finite numbers within +-2**53, got {value!r}"
-        return None
+        return f"{self.name} takes finite numbers within +-2**53, got {value!r}"
 
 
 def _tname(value: Any) -> str:
@@ -119,30 +127,21 @@ def validate_context(context: Mapping[str, Any],
         if attr is None:
             problems.append(f"{key}: unknown context attribute")
             continue
-        if value is None:
+        kind = attr.kind
+        if kind == "str" and type(value) is str:  # the common case first (hot path of every match)
+            out[key] = value
+        elif value is None:
             problems.append(f"{key}: None is not allowed (omit unknown facts)")
-            continue
-        if attr.kind == "set":
+        elif kind == "set":
             items = (value,) if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in items):
+            if isinstance(items, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in items):
+                out[key] = frozenset(items)
+            else:
                 problems.append(f"{key}: expected a string or a set of strings, got {value!r}")
-                continue
-            out[key] = frozenset(items)
-            continue
-        if attr.kind == "str":
-            ok = isinstance(value, str)
-        elif attr.kind == "bool":
-            ok = isinstance(value, bool)
-        elif attr.kind == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER
+        elif attr.accepts(value):
+            out[key] = float(value) if kind == "float" else value
         else:
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                  and abs(value) <= MAX_NUMBER)
-            value = float(value) if ok else value
-        if not ok:
-            problems.append(f"{key}: expected {attr.kind}, got {_tname(value)} {value!r}")
-            continue
-        out[key] = value
+            problems.append(f"{key}: expected {kind}, got {_tname(value)} {value!r}")
     if problems:
         raise ContextError("invalid context: " + "; ".join(problems))
     return out

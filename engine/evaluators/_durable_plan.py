@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,14 +45,6 @@ class CompileError(EngineError, ValueError):
 # ---------------------------------------------------------------------------------------- patterns
 
 Test = tuple[str, str, Any]  # (durable op or "=", key, value); hashed when op == "="
-
-
-def _compatible(attr: Attribute, value: Any) -> bool:
-    if attr.kind in ("str", "set"):
-        return isinstance(value, str)
-    if attr.kind == "bool":
-        return isinstance(value, bool)
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class _Keys:
@@ -116,7 +107,7 @@ def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
     if op == "missing":
         return [(("$nex", a, 1),)]
     values = tuple(v) if op in ("in", "not_in") else (v,)
-    ok = [x for x in values if _compatible(attr, x)]
+    ok = [x for x in values if attr.accepts(x)]  # plan() rejected non-finite numbers
     if attr.kind == "float":
         ok = [float(x) for x in ok]
     ok = list(dict.fromkeys(ok))
@@ -209,7 +200,7 @@ def _number_ok(value: Any) -> bool:
         return all(_number_ok(v) for v in value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
-    return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    return abs(value) <= MAX_NUMBER  # False for NaN and inf; never overflows on a huge int
 
 
 def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def test_firing_order_is_salience_then_definition_index():
     {"recipe": None},  # None: durable treats it like a missing key for $neq, Python does not
     {"params_b": math.nan},
     {"params_b": math.inf},
+    {"params_b": 10**400},  # an int too big for a float: a ContextError, not an OverflowError
     {"mem_bucket_gb": True},  # bool is not an int here
     {"mem_bucket_gb": 24.0},
     {"unified": 1},

@@ -217,6 +217,8 @@ def test_yaml_scalars_are_read_strictly(tmp_path):
 @pytest.mark.parametrize("when, code", [
     ("{params_b: .nan}", "value_type"),
     ("{mem_bucket_gb: 99999999999999999999}", "value_type"),
+    ("{mem_bucket_gb: 1" + "0" * 400 + "}", "value_type"),  # too big for a float: no OverflowError
+    ("{params_b: {lt: 1" + "0" * 400 + "}}", "value_type"),
     ("{backends: {lt: 3}}", "operator_type"),
     ("{recipe: {contains: llamacpp}}", "operator_type"),
     ("{os: freebsd}", "value_type"),
