@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.ir import first_failure
 from engine.resolve import Candidate, Decision
-from engine.trace import LEVELS, TraceEvent, filter_events
+from engine.trace import TraceEvent, check_level, filter_events
 
 if TYPE_CHECKING:
     from engine.recommend import Recommendation
@@ -127,8 +127,7 @@ def skip_events(rec: Recommendation) -> tuple[TraceEvent, ...]:
 
 def explain_dict(rec: Recommendation, level: str = "decisions") -> dict[str, Any]:
     """Payload of the `explanation` JSON envelope (research/rules-engine.md §3.4 shape)."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown explain level {level!r}; expected one of {', '.join(LEVELS)}")
+    check_level(level)
     full = level != "decisions"
     out: dict[str, Any] = {
         "level": level,

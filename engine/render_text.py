@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.render import why_not
 from engine.resolve import Decision
-from engine.trace import LEVELS
+from engine.trace import check_level
 
 if TYPE_CHECKING:
     from engine.recommend import Recommendation
@@ -66,8 +66,7 @@ def _decision_lines(d: Decision, full: bool) -> list[str]:
 
 def explain_text(rec: Recommendation, level: str = "decisions") -> str:
     """The indented explanation; `full` adds matches, overridden candidates and notes; `why-not` adds misses."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown explain level {level!r}; expected one of {', '.join(LEVELS)}")
+    check_level(level)
     full = level != "decisions"
     a = rec.archetype
     lines = [f"explain ({level})",

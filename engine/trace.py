@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 TraceOp = Literal["match", "skip", "propose", "reject", "choose", "note"]
 TRACE_OPS: tuple[str, ...] = ("match", "skip", "propose", "reject", "choose", "note")
@@ -18,9 +17,12 @@ _OPS_BY_LEVEL = {
 }
 
 
-@dataclass(frozen=True)
-class TraceEvent:
-    """One step of a resolution: what happened, to which rule and parameter, and why."""
+class TraceEvent(NamedTuple):
+    """One step of a resolution: what happened, to which rule and parameter, and why.
+
+    A NamedTuple (immutable): a recommend() records about 60 of them, and a tuple builds ~3x faster
+    than a frozen dataclass.
+    """
 
     op: TraceOp
     rule_id: str | None = None
@@ -41,10 +43,15 @@ class TraceEvent:
         return out
 
 
-def filter_events(events: tuple[TraceEvent, ...], level: str) -> tuple[TraceEvent, ...]:
-    """The events an explain level shows, in recorded order."""
+def check_level(level: str) -> None:
+    """ValueError unless `level` is one of LEVELS."""
     if level not in _OPS_BY_LEVEL:
         raise ValueError(f"unknown explain level {level!r}; expected one of {', '.join(LEVELS)}")
+
+
+def filter_events(events: tuple[TraceEvent, ...], level: str) -> tuple[TraceEvent, ...]:
+    """The events an explain level shows, in recorded order."""
+    check_level(level)
     keep = _OPS_BY_LEVEL[level]
     return tuple(e for e in events if e.op in keep)
 

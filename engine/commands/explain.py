@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from engine.commands.recommend import add_input_arguments
+from engine.trace import LEVELS
 
 
 def add_parser(subparsers: Any) -> None:
@@ -16,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
                               "notes incl. memory arithmetic), why-not (+ rules that did not match and the "
                               "first condition that failed).")
     add_input_arguments(p)
-    p.add_argument("--level", choices=("decisions", "full", "why-not"), default="decisions",
+    p.add_argument("--level", choices=LEVELS, default="decisions",
                    help="how much to show (default: decisions)")
     p.set_defaults(func=run)
 
