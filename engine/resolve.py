@@ -9,6 +9,8 @@ from typing import Any
 from engine.errors import EngineError
 from engine.ir import LAYER_BAND, PRIORITY_MAX, Rule
 from engine.trace import TraceRecorder
+from facts.memory import CACHE_TYPES as KV_LAYOUT
+from facts.memory import QUANTISED
 
 USER_OVERRIDE_ID = "user-override"
 # a user override beats every rule, including a user-layer rule at priority 999
@@ -169,9 +171,8 @@ def guard_change(decision: Decision, value: Any, rule_id: str, source: str, rec:
 
 # ---- guards that keep a resolved set of values runnable -------------------------------------------
 
-_KV_BITS = {"f32": 32.0, "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q5_1": 6.0, "q5_0": 5.5, "q4_1": 5.0,
-            "q4_0": 4.5, "iq4_nl": 4.5}
-QUANTISED_KV = frozenset({"q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"})
+# bits per cached element, from the memory model's (block, bytes per block) table
+_KV_BITS = {t: 8 * size / block for t, (block, size) in KV_LAYOUT.items()}
 LLAMA_DEFAULT_BATCH = 2048  # llama.cpp's -b default
 _SELF = "engine/resolve.py"
 
@@ -179,7 +180,7 @@ _SELF = "engine/resolve.py"
 def consistency_guards(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
     """Flash-attention / KV-cache / batch consistency, in place (memory is guarded separately)."""
     fa, ctv, ctk = decisions.get("flash_attn"), decisions.get("cache_type_v"), decisions.get("cache_type_k")
-    if ctv is not None and fa is not None and ctv.value in QUANTISED_KV and fa.value != "on":
+    if ctv is not None and fa is not None and ctv.value in QUANTISED and fa.value != "on":
         if ctv.rule_id == USER_OVERRIDE_ID and fa.rule_id != USER_OVERRIDE_ID:
             decisions["flash_attn"] = guard_change(
                 fa, "on", "kv-quant-needs-fa", _SELF, rec,
@@ -236,12 +237,9 @@ def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -
 
     A user override is kept as asked, with a note when the memory fit disagrees.
     """
-    notes = [str(line) for line in fit.notes]
-    if fit.estimated and not any("estimated" in n for n in notes):
-        notes.append("estimated: some model sizes are guessed, not read from a GGUF header")
-    for line in notes:
+    for line in fit.notes:  # an estimated model's note comes with them
         rec.emit("note", rule_id="memory-fit", message=line)
-    changed = dict(fit.changed)
+    changed = fit.changed
     new_params = fit.params
     for parameter in (*MEMORY_PARAMS, *CACHE_PARAMS):
         d = decisions.get(parameter)
