@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from facts.archetype import ISA_ORDER
+from facts.memory import GIB
 from facts.modelclass import model_class, normalise_quant, precision, size_class
 from facts.models import Archetype, HardwareFacts, ModelFacts
 
-GIB = 2**30
-_ISA_RANK = ("avx512", "avx2", "avx", "neon")
 # keys facts.memory.fit_context may return, with their context types
 _FIT_KEYS: Mapping[str, type] = {
     "fit_full_offload": bool,
@@ -61,7 +61,7 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
     if cpu.arch != "unknown":
         ctx["cpu_arch"] = cpu.arch
     if cpu.isa:
-        ctx["cpu_isa"] = next((isa for isa in _ISA_RANK if isa in cpu.isa), "none")
+        ctx["cpu_isa"] = next((isa for isa in ISA_ORDER if isa in cpu.isa), "none")
     put("cpu_physical_cores", cpu.physical_cores)
     put("cpu_performance_cores", cpu.performance_cores)
     put("cpu_threads", cpu.threads)
