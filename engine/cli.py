@@ -38,12 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FactsError, EngineError, OSError) as err:
-        if isinstance(err, EngineError) and getattr(err, "exit_code", None):
-            code = err.exit_code
-        else:
-            code = EXIT_USAGE
         print(f"engine {args.verb}: error: {err}", file=sys.stderr)
-        return code
+        return getattr(err, "exit_code", EXIT_USAGE)  # a class may name its own code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
