@@ -15,6 +15,7 @@ from engine.ir import Rule, Rulebook
 from engine.resolve import (
     Decision,
     consistency_guards,
+    guard_change,
     memory_guard,
     resolve_backend,
     resolve_parameters,
@@ -166,9 +167,8 @@ def recommend(facts: HardwareFacts, model: ModelFacts, *, scenario: str = "chat"
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; expected one of {', '.join(sorted(SCENARIOS))}")
     book = rulebook if rulebook is not None else default_rulebook()
-    if overrides:
-        overrides = validate_overrides(overrides)
-    over = tuple(sorted((k, _freeze(v)) for k, v in (overrides or {}).items()))
+    checked = validate_overrides(overrides)
+    over = tuple(sorted((k, _freeze(v)) for k, v in checked.items()))
     id_key = (id(facts), id(model), scenario, book.digest, evaluator, over, memory_fit)
     with _LOCK:  # cachetools caches are not thread-safe (a hit reorders the LRU)
         hit = _BY_ID.get(id_key)
@@ -179,7 +179,7 @@ def recommend(facts: HardwareFacts, model: ModelFacts, *, scenario: str = "chat"
     with _LOCK:
         rec = _CACHE.get(key)
     if rec is None:
-        rec = _recommend(facts, model, scenario, book, evaluator, dict(overrides or {}), memory_fit)
+        rec = _recommend(facts, model, scenario, book, evaluator, checked, memory_fit)
         with _LOCK:
             rec = _CACHE.setdefault(key, rec)
     with _LOCK:
@@ -238,8 +238,6 @@ def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebo
 
 def _resolve_threads(decisions: dict[str, Decision], hw: HardwareFacts, rec: TraceRecorder) -> None:
     """`physical-cores` / `performance-cores` become a number (or `default` when unknown)."""
-    from engine.resolve import guard_change
-
     d = decisions.get("threads")
     if d is None or d.value not in ("physical-cores", "performance-cores"):
         return
