@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,7 +10,14 @@ from typing import Literal
 from engine import ir
 from engine._regions import implies, overlap, reachable
 from engine.params import PARAMETERS
-from engine.rulebook import RulebookError, bundled_root, load_rulebook
+from engine.rulebook import (
+    LocatedError,
+    RulebookError,
+    RulebookReadError,
+    bundled_root,
+    display_path,
+    load_rulebook,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -53,18 +59,19 @@ def lint(*roots: str | Path) -> LintResult:
     root_paths = [Path(r) for r in roots] or [bundled_root()]
     try:
         book = load_rulebook(*root_paths)
+    except RulebookReadError:
+        raise
     except RulebookError as err:
-        if getattr(err, "exit_code", None) == 2:
-            raise
         return LintResult(tuple(_load_finding(e) for e in err.errors), None)
     where = _Locator(root_paths)
-    findings = [*check_salience(book, where), *check_conflicts(book, where), *check_shadowed(book, where),
-                *check_unreachable(book, where), *check_defaults(book, where), *check_capacity(book, where)]
+    dead = {r.id for r in book.rules if not reachable(r)}
+    findings = [*check_salience(book, where), *check_conflicts(book, where), *check_shadowed(book, where, dead),
+                *check_unreachable(book, where, dead), *check_defaults(book, where), *check_capacity(book, where)]
     findings.sort(key=lambda f: (f.path, f.line, f.severity != "error", f.code))
     return LintResult(tuple(findings), book)
 
 
-def _load_finding(e) -> Finding:
+def _load_finding(e: LocatedError) -> Finding:
     code = "duplicate-id" if e.code == "duplicate_id" else "schema"
     loc = f"{e.loc}: " if e.loc else ""
     return Finding(e.path, e.line, "error", code, f"{loc}{e.message} [{e.code}] (col {e.col})")
@@ -81,13 +88,11 @@ class _Locator:
         for root in self.roots:
             path = root.parent / label
             if path.exists():
-                rel = os.path.relpath(path)
-                return (str(path) if rel.startswith("..") else rel), int(line)
+                return display_path(path), int(line)
         return label, int(line or 0)
 
     def root(self) -> tuple[str, int]:
-        rel = os.path.relpath(self.roots[0])
-        return (str(self.roots[0]) if rel.startswith("..") else rel), 0
+        return display_path(self.roots[0]), 0
 
 
 def _finding(where: _Locator, rule: ir.Rule, severity: Severity, code: str, message: str) -> Finding:
@@ -119,7 +124,7 @@ def check_conflicts(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
                                    f"can match together and set {detail}; change a priority or the conditions")
 
 
-def check_shadowed(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+def check_shadowed(book: ir.Rulebook, where: _Locator, dead: Set[str]) -> Iterable[Finding]:
     """A rule every one of whose matches also matches one higher-salience rule setting all its parameters."""
     setters: dict[str, list[ir.Rule]] = {}
     for s in sorted(book.rules, key=lambda r: -r.salience):
@@ -127,7 +132,7 @@ def check_shadowed(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
             setters.setdefault(p, []).append(s)
     attrs = {r.id: {c.attr for c in r.when} for r in book.rules}
     for r in book.rules:
-        if not r.set or not reachable(r):
+        if not r.set or r.id in dead:  # an unreachable rule is reported as such, not as shadowed
             continue
         params = set(r.set)
         rarest = min(params, key=lambda p: len(setters[p]))
@@ -143,9 +148,10 @@ def check_shadowed(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
                 break
 
 
-def check_unreachable(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
+def check_unreachable(book: ir.Rulebook, where: _Locator, dead: Set[str]) -> Iterable[Finding]:
+    """`dead`: ids of the rules whose conditions cannot all hold (_regions.reachable)."""
     for r in book.rules:
-        if not reachable(r):
+        if r.id in dead:
             yield _finding(where, r, "warning", "unreachable",
                            f"{r.id}: its conditions can never hold together")
 

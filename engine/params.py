@@ -39,33 +39,32 @@ GPU_BACKENDS: frozenset[str] = frozenset({"vulkan", "rocm", "cuda", "metal"})
 # "int" = a non-negative integer; "csv" = comma-separated non-negative numbers), and the llamacpp
 # backends the flag is meaningful for ("all" includes cpu and system).
 _ALL, _GPU = frozenset(RECIPE_BACKENDS["llamacpp"]), GPU_BACKENDS | {"system"}
-EXTRA_ARGS: Mapping[str, tuple[Any, frozenset[str]]] = MappingProxyType({
+_LONG_ARGS: dict[str, tuple[Any, frozenset[str]]] = {
     "--no-op-offload": (None, _GPU),
     "--swa-full": (None, _ALL),
     "--cont-batching": (None, _ALL),
     "--no-cont-batching": (None, _ALL),
-    "-dio": (None, _ALL),
     "--direct-io": (None, _ALL),
     "--fit": (("on", "off"), _ALL),
     "--no-warmup": (None, _ALL),
     "--mlock": (None, _ALL),
     "--no-kv-offload": (None, _GPU),
-    "-nkvo": (None, _GPU),
     "--cpu-moe": (None, _GPU),
-    "-cmoe": (None, _GPU),
     "--split-mode": (("none", "layer", "row"), _GPU),
-    "-sm": (("none", "layer", "row"), _GPU),
     "--main-gpu": ("int", _GPU),
-    "-mg": ("int", _GPU),
     "--tensor-split": ("csv", _GPU),
-    "-ts": ("csv", _GPU),
     "--numa": (("distribute", "isolate", "numactl"), _ALL),
     "--poll": ("int", _ALL),
     "--prio": (("0", "1", "2", "3"), _ALL),
     "--cache-reuse": ("int", _ALL),
     "--no-context-shift": (None, _ALL),
     "--context-shift": (None, _ALL),
-})
+}
+# short spellings: the same value and backends as their long flag
+_SHORT_ARGS = {"-dio": "--direct-io", "-nkvo": "--no-kv-offload", "-cmoe": "--cpu-moe", "-sm": "--split-mode",
+               "-mg": "--main-gpu", "-ts": "--tensor-split"}
+EXTRA_ARGS: Mapping[str, tuple[Any, frozenset[str]]] = MappingProxyType(
+    {**_LONG_ARGS, **{short: _LONG_ARGS[long] for short, long in _SHORT_ARGS.items()}})
 assert not (set(EXTRA_ARGS) & RESERVED_FLAGS)
 
 

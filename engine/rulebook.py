@@ -18,7 +18,7 @@ from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, KIND_OPS, Attribute
 from engine._yaml_lines import Parsed, parse
 from engine.errors import EngineError
-from engine.params import RECIPE_BACKENDS, ParamValues, extra_args_problems
+from engine.params import RECIPE_BACKENDS, ParamValues, backend_allowed, extra_args_problems
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -104,7 +104,8 @@ class _Rule(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it, else as given."""
     try:
         rel = os.path.relpath(path)
     except ValueError:  # another drive on Windows
@@ -116,7 +117,7 @@ def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise RulebookReadError([LocatedError(_display(root), 1, 1, "", "not_found",
+        raise RulebookReadError([LocatedError(display_path(root), 1, 1, "", "not_found",
                                               "rulebook directory or file does not exist")])
     return sorted(p for p in root.rglob("*.yaml")
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
@@ -147,7 +148,7 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
         base = root.parent
         for path in _files(root):
             label = path.relative_to(base).as_posix()
-            shown = _display(path)
+            shown = display_path(path)
             try:
                 raw = path.read_bytes()
             except OSError as err:
@@ -236,8 +237,7 @@ def _load_file(raw: bytes, label: str, shown: str, offset: int
                        when=tuple(conds), set=ordered, source=f"{label}:{line}",
                        index=offset + i, evidence=_evidence(rm.evidence))
         out.append(rule)
-    errors.sort(key=lambda e: (e.line, e.col))
-    return ([], errors, ids) if errors else (out, [], ids)
+    return ([], errors, ids) if errors else (out, [], ids)  # load_rulebook sorts errors by place
 
 
 def _from_pydantic(e: Mapping[str, Any], parsed: Parsed, shown: str, prefix: tuple[Any, ...]) -> LocatedError:
@@ -347,14 +347,14 @@ def _cross_checks(rm: _Rule, conds: list[ir.Condition], loc: tuple[Any, ...]) ->
     """Backend allowed for the rule's recipe; extra_args allowed for the rule's backend."""
     problems: list[Problem] = []
     recipes = _pinned(conds, "recipe")
-    backend = getattr(rm.set, "backend", None)
+    backend = rm.set.backend
     if backend is not None and recipes:
-        bad = [r for r in recipes if backend not in RECIPE_BACKENDS.get(r, ())]
+        bad = [r for r in recipes if not backend_allowed(r, backend)]
         if bad:
             problems.append(((*loc, "set", "backend"), "backend_recipe",
                              f"backend {backend!r} is not offered by recipe {', '.join(bad)} "
                              f"(allowed: {', '.join(RECIPE_BACKENDS[bad[0]])})", False))
-    extra = getattr(rm.set, "extra_args", None)
+    extra = rm.set.extra_args
     if extra:
         backends = [backend] if backend else _pinned(conds, "backend")
         for b in backends:
