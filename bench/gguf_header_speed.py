@@ -1,7 +1,7 @@
 """Header read speed: facts.gguf.read_model_facts vs gguf.GGUFReader on a realistic multi-GB GGUF header.
 
 Builds (in a temp dir) a sparse file shaped like Qwen3-8B Q4_K_M: 152k-token vocabulary with merges,
-399 tensor infos, ~5 GB of (sparse) tensor data, then prints median times of both readers.
+326 tensor infos, ~5 GB of (sparse) tensor data, then prints median times of both readers.
 
     python bench/gguf_header_speed.py [--repeat 15]
 """
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _timing import median_seconds
 
 
 def build(path: Path) -> int:
@@ -67,12 +64,7 @@ def build(path: Path) -> int:
 
 
 def median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return median_seconds(fn, repeat) * 1e3
 
 
 def main() -> int:
@@ -81,7 +73,7 @@ def main() -> int:
     args = ap.parse_args()
     import gguf
 
-    from facts.gguf import read_model_facts
+    from facts.gguf import read_header, read_model_facts
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "qwen3-8b-shape.gguf"
@@ -90,7 +82,7 @@ def main() -> int:
         assert facts.vocab_size == 151936 and facts.block_count == 36
         ours = median_ms(lambda: read_model_facts(path), args.repeat)
         ref = median_ms(lambda: gguf.GGUFReader(str(path)), max(3, args.repeat // 3))
-        print(f"file {size / 1e9:.2f} GB (sparse), {len(gguf.GGUFReader(str(path)).tensors)} tensors")
+        print(f"file {size / 1e9:.2f} GB (sparse), {len(read_header(path).tensors)} tensors")
         print(f"facts.gguf.read_model_facts  median {ours:8.1f} ms")
         print(f"gguf.GGUFReader              median {ref:8.1f} ms   ratio {ref / ours:.1f}x")
         os.sync()
