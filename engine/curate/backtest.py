@@ -111,9 +111,13 @@ def context_of(proto: Proto, model: str, scenario: str, available: Sequence[str]
 
 
 def make_chooser(rulebook_roots: Sequence[str | Path]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Resolution with the real loader and evaluator: phase 1 backend (available only), phase 2 the rest."""
+    """Resolution as engine.recommend does it (engine.resolve: phase 1 the backend among the available
+    ones, phase 2 the rest), with the real loader and evaluator. Where no rule proposes an available
+    backend, Lemonade's static order decides; a parameter no rule sets is left out (llama.cpp's default)."""
     from engine.evaluators import make_evaluator
+    from engine.resolve import ResolutionError, resolve_backend, resolve_parameters
     from engine.rulebook import load_rulebook
+    from engine.trace import TraceRecorder
 
     ev = make_evaluator(load_rulebook(*rulebook_roots), "python")
     cache: dict[tuple, dict[str, Any]] = {}
@@ -122,18 +126,20 @@ def make_chooser(rulebook_roots: Sequence[str | Path]) -> Callable[[dict[str, An
         key = tuple(sorted((k, tuple(sorted(v)) if isinstance(v, frozenset) else v) for k, v in ctx.items()))
         if key in cache:
             return cache[key]
-        matched = ev.match(ctx)  # ascending (salience, index): the last writer wins
-        backend = next((r.set["backend"] for r in reversed(matched)
-                        if "backend" in r.set and r.set["backend"] in ctx["backends"]), None)
-        if backend is None:
+        rec, seen = TraceRecorder(), set()  # the trace is not kept
+        try:
+            backend = resolve_backend(ev.match, ctx, {}, rec, seen)[0].value
+        except ResolutionError:
             backend = static_choice(sorted(ctx["backends"]))["backend"]
+        ctx2 = {**ctx, "backend": backend}
+        phase2 = ev.match(ctx2)
         out: dict[str, Any] = {"backend": backend}
-        phase2 = ev.match({**ctx, "backend": backend})
         for p in PARAMS:
-            for r in reversed(phase2):
-                if p in r.set and r.set.get("backend", backend) == backend:
-                    out[p] = r.set[p]
-                    break
+            try:
+                decided, _ = resolve_parameters(lambda _ctx: phase2, ctx2, (p,), {}, rec, seen)
+            except ResolutionError:
+                continue
+            out[p] = decided[p].value
         cache[key] = out
         return out
 
