@@ -136,15 +136,21 @@ def bench_synthetic(sizes: Sequence[int], engines: Sequence[str]) -> list[dict[s
         contexts = sample_contexts(book)
         row: dict[str, Any] = {"rulebook": f"synthetic-{n}", "rules": n}
         for name, factory in factories.items():
-            compile_s, ev = time_compile(factory, book, repeats=3 if n <= 4000 else 1)
-            stats = time_match(ev, contexts, rounds=3 if n <= 4000 else 1)
-            row[name] = {"compile_ms": compile_s * 1e3, "match_p50_ms": stats["p50"] * 1e3,
-                         "match_p99_ms": stats["p99"] * 1e3, "mean_hits": stats["hits"],
-                         "shards": getattr(ev, "shard_count", None)}
-            if hasattr(ev, "close"):
-                ev.close()
+            row[name] = _engine_row(factory, book, contexts, 3 if n <= 4000 else 1)
         rows.append(row)
     return rows
+
+
+def _engine_row(factory: Callable[[ir.Rulebook], Any], book: ir.Rulebook, contexts: Sequence[dict[str, Any]],
+                repeats: int = 3) -> dict[str, Any]:
+    """One engine's numbers on one rulebook (the evaluator is closed afterwards)."""
+    compile_s, ev = time_compile(factory, book, repeats=repeats)
+    stats = time_match(ev, contexts, rounds=repeats)
+    row = {"compile_ms": compile_s * 1e3, "match_p50_ms": stats["p50"] * 1e3, "match_p99_ms": stats["p99"] * 1e3,
+           "mean_hits": stats["hits"], "shards": getattr(ev, "shard_count", None)}
+    if hasattr(ev, "close"):
+        ev.close()
+    return row
 
 
 def shipped_contexts() -> list[dict[str, Any]]:
@@ -177,11 +183,7 @@ def bench_shipped(engines: Sequence[str]) -> dict[str, Any]:
                            "load_ms": (time.perf_counter() - t0) * 1e3}
     contexts = shipped_contexts() * 100
     for name, factory in _factories(engines).items():
-        compile_s, ev = time_compile(factory, book)
-        stats = time_match(ev, contexts)
-        row[name] = {"compile_ms": compile_s * 1e3, "match_p50_ms": stats["p50"] * 1e3,
-                     "match_p99_ms": stats["p99"] * 1e3, "mean_hits": stats["hits"],
-                     "shards": getattr(ev, "shard_count", None)}
+        row[name] = _engine_row(factory, book, contexts)
     return row
 
 
