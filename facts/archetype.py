@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+from facts import catalog
 from facts.models import GPU, Archetype, HardwareFacts
 
 GIB = 1024**3
@@ -89,12 +90,6 @@ def apple_chip(name: str) -> tuple[str, str, str] | None:
     return family, f"{family}-{tier}" if tier else family, tier or "base"
 
 
-def _catalog():
-    from facts import catalog
-
-    return catalog
-
-
 def _unified(g: GPU) -> bool:
     return bool(g.unified or g.integrated or g.vendor == "apple")
 
@@ -102,7 +97,7 @@ def _unified(g: GPU) -> bool:
 def _apple_bandwidth(tier: str) -> float | None:
     """A newer chip of a known line: minimum over the last two known generations of that tier."""
     by_gen: dict[int, list[float]] = {}
-    for r in _catalog().rows():
+    for r in catalog.rows():
         chip = apple_chip(r.marketing_name)
         if r.vendor == "apple" and chip and chip[2] == tier and r.spec_bandwidth_gbs:
             by_gen.setdefault(int(chip[0][len("apple-m"):]), []).append(r.spec_bandwidth_gbs)
@@ -112,7 +107,7 @@ def _apple_bandwidth(tier: str) -> float | None:
 
 def _estimate_tier(g: GPU, family: str | None, memclass: str, bucket: int) -> tuple[int, str]:
     """Conservative tier for a device with no spec bandwidth (research/hardware.md §5)."""
-    rows = [r for r in _catalog().rows() if r.vendor == g.vendor and r.spec_bandwidth_gbs]
+    rows = [r for r in catalog.rows() if r.vendor == g.vendor and r.spec_bandwidth_gbs]
     if g.vendor == "apple":
         chip = apple_chip(g.name) or apple_chip(g.marketing_name or "")
         bw = _apple_bandwidth(chip[2]) if chip else None
@@ -137,7 +132,7 @@ def _estimate_tier(g: GPU, family: str | None, memclass: str, bucket: int) -> tu
 
 def _memory(hw: HardwareFacts, g: GPU, unified: bool) -> tuple[int, str, bool]:
     """(bucket, reason, estimated) for one GPU: per-device VRAM, or nominal RAM for unified parts."""
-    row = _catalog().row(g.marketing_name) if g.marketing_name else None
+    row = catalog.row(g.marketing_name) if g.marketing_name else None
     if not unified:
         if g.dedicated_bytes:
             gib = g.dedicated_bytes / GIB
@@ -203,10 +198,10 @@ def _cpu_only(hw: HardwareFacts, reasons: list[str]) -> Archetype:
         bucket, what = 0, "RAM unknown"
     reasons.append(f"CPU-only: memory bucket from {what}")
     confidence = "medium"
-    rows = _catalog().match_name(cpu.name, unified_only=True) if cpu.name else []
+    rows = catalog.match_name(cpu.name, unified_only=True) if cpu.name else []
     rows = [r for r in rows if r.spec_bandwidth_gbs]
     if rows:
-        row = _catalog().conservative(rows)
+        row = catalog.conservative(rows)
         gbs, how = row.spec_bandwidth_gbs, f"the {row.marketing_name} SoC spec (gpus.csv, matched by CPU name)"
     else:
         gbs, how = next(((bw, d) for rx, bw, d in _CPU_PLATFORMS if rx.search(cpu.name or "")), _DEFAULT_DDR)
@@ -221,7 +216,6 @@ def _cpu_only(hw: HardwareFacts, reasons: list[str]) -> Archetype:
 
 
 def _enriched(hw: HardwareFacts) -> list[GPU]:
-    catalog = _catalog()
     out = []
     for g in hw.gpus:
         if g.marketing_name is None or g.bandwidth_gbs is None or g.device_class is None:

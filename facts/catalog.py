@@ -134,6 +134,16 @@ def arch_matches(row_arch: str, arch: str) -> bool:
     return row_arch.lower() == arch
 
 
+def gfx_target(version: int) -> str | None:
+    """KFD gfx_target_version -> LLVM target: 110501 -> gfx1151, 90010 -> gfx90a, 90402 -> gfx942.
+
+    (major*10000 + minor*100 + stepping; minor and stepping are hex digits)"""
+    major, minor, step = version // 10000, (version // 100) % 100, version % 100
+    if major <= 0 or minor > 15 or step > 15:
+        return None
+    return f"gfx{major}{minor:x}{step:x}"
+
+
 def _nearest_vram(cands: list[CatalogRow], vram_gb: float) -> list[CatalogRow]:
     def dist(r: CatalogRow) -> float:
         return min((abs(v - vram_gb) for v in r.vram_gb), default=float("inf"))

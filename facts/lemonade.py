@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+from facts import catalog
 from facts.archetype import nominal_gb
 from facts.errors import FactsInputError
 from facts.models import CPU, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
@@ -57,14 +58,8 @@ def parse_size_gib(text: str) -> float | None:
 
 
 def kfd_to_gfx(text: str) -> str | None:
-    """KFD gfx_target_version '110501' -> 'gfx1151' (major*10000 + minor*100 + stepping; hex digits)."""
-    if not re.fullmatch(r"\d{5,6}", text.strip()):
-        return None
-    n = int(text)
-    major, minor, step = n // 10000, (n // 100) % 100, n % 100
-    if major == 0 or minor > 15 or step > 15:
-        return None
-    return f"gfx{major}{minor:x}{step:x}"
+    """A KFD gfx_target_version as text (Lemonade's Linux GPU name) '110501' -> 'gfx1151'."""
+    return catalog.gfx_target(int(text)) if re.fullmatch(r"\d{5,6}", text.strip()) else None
 
 
 def _load(doc: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]:
@@ -150,8 +145,8 @@ class _Builder:
         g: dict[str, Any] = {"vendor": vendor, "name": name, "provenance": {"name": self.prov(f"{path}.name")}}
         arch, arch_key = None, None
         if vendor == "amd":
-            if kfd_to_gfx(name):
-                arch, arch_key = kfd_to_gfx(name), "name"  # Linux: the KFD gfx_target_version
+            if arch := kfd_to_gfx(name):
+                arch_key = "name"  # Linux: the KFD gfx_target_version
             elif family and not family.lower().endswith("x"):
                 arch, arch_key = family, "family"
             elif family:
@@ -260,8 +255,6 @@ def _recipes(b: _Builder, data: dict[str, Any]) -> tuple[list[str], list[str], d
 
 def from_system_info(doc: dict[str, Any] | str | bytes, *, source: str = "system-info") -> HardwareFacts:
     """Parse a Lemonade system-info document; malformed input raises FactsInputError (one line per problem)."""
-    from facts import catalog
-
     data = _load(doc, source)
     label = source if source.startswith("system-info") else f"system-info:{source}"
     b = _Builder(data, label)

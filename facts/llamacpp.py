@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from facts import catalog
 from facts.errors import FactsInputError
+from facts.merge import dedupe_gpus
 from facts.models import CPU, GPU, HardwareFacts
 
 MIB = 1024**2
@@ -153,8 +155,6 @@ class _Reader:
 
 
 def _build(d: _Dev, label: str) -> GPU:
-    from facts import catalog
-
     name = d.name or f"{d.backend} device {d.index}"
     vendor = _vendor(name, d.backend, d.driver)
     where = f"{label}:line {d.lines[0]}"
@@ -182,8 +182,6 @@ def _build(d: _Dev, label: str) -> GPU:
 
 
 def _metal(reader: _Reader, label: str) -> GPU | None:
-    from facts import catalog
-
     if not reader.metal_names and reader.metal_ws is None:
         return None
     name = reader.metal_names[-1] if reader.metal_names else "Metal GPU"
@@ -207,8 +205,6 @@ def _metal(reader: _Reader, label: str) -> GPU | None:
 
 def from_llama_devices(text: str, *, source: str = "llama-devices") -> HardwareFacts:
     """Parse llama.cpp device output; text without any device line raises FactsInputError."""
-    from facts.merge import dedupe_gpus
-
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     label = source if source.startswith("llama-devices") else f"llama-devices:{source}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from facts.catalog import normalize
 from facts.models import CPU, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
 
 MEMORY_TOLERANCE = 0.03
@@ -11,8 +12,6 @@ _DRIVER_SUFFIX = re.compile(r"\s*\((?:RADV|radv|NVIDIA|AMD proprietary driver|In
 
 
 def _norm_name(name: str) -> str:
-    from facts.catalog import normalize
-
     return _DRIVER_SUFFIX.sub("", normalize(name)).lower().strip()
 
 
