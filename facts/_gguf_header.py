@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, BinaryIO
 
 from facts.errors import ModelFactsError
@@ -25,8 +26,9 @@ _U64 = struct.Struct("<Q")
 _CHUNK = 8 << 20  # read the header in 8 MiB steps
 
 
+@cache
 def _type_sizes() -> dict[int, tuple[int, int]]:
-    """ggml type id -> (block size in elements, bytes per block), from gguf's constants table."""
+    """ggml type id -> (block size in elements, bytes per block), from gguf's constants table (built once)."""
     from gguf.constants import GGML_QUANT_SIZES
 
     return {int(t): (int(b), int(s)) for t, (b, s) in GGML_QUANT_SIZES.items()}

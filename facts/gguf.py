@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ NO_MEMORY_ARCHS = frozenset({
     "bert", "modern-bert", "nomic-bert", "nomic-bert-moe", "neo-bert", "jina-bert-v2", "jina-bert-v3",
     "eurobert", "gemma-embedding", "wavtokenizer-dec", "dream", "llada", "llada-moe", "rnd1",
 })
+# the encoders among them (pooled embeddings), not the diffusion / audio-decoder models
+EMBEDDING_ARCHS = NO_MEMORY_ARCHS - {"dream", "llada", "llada-moe", "rnd1", "wavtokenizer-dec"}
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
 # architectures whose SWA layout llama.cpp derives from a built-in period (llama-model.cpp / models/*.cpp):
 # arch -> (period, dense_first, default window or None, needs a stored window > 0 to enable SWA)
@@ -76,8 +77,7 @@ def _swa_pattern(arch: str, md: dict[str, Any], n_layer: int, n_trunk: int, sour
     elif arch == "exaone4":
         if n_layer != 64:
             return (), None
-        period, dense_first, default, _ = 4, False, 4096, False
-        window = window or default
+        period, dense_first, window = 4, False, window or 4096
     elif arch == "lfm2" or arch == "lfm2moe":
         return (), None  # handled by the caller (every attention layer), needs head counts
     elif arch in SWA_PERIODS:
@@ -184,8 +184,7 @@ def _facts(header: GGUFHeader, name: str | None) -> ModelFacts:
         vocab = tokens.count if isinstance(tokens, SkippedArray) else len(tokens)
     facts["vocab_size"] = vocab or None
     pooling = get("pooling_type")
-    facts["embedding"] = arch in NO_MEMORY_ARCHS - {"dream", "llada", "llada-moe", "rnd1", "wavtokenizer-dec"} or (
-        isinstance(pooling, int) and pooling not in (0, -1))
+    facts["embedding"] = arch in EMBEDDING_ARCHS or (isinstance(pooling, int) and pooling not in (0, -1))
     facts["reranker"] = pooling == 4
 
     # weights from tensor infos
@@ -330,8 +329,3 @@ def _recurrent_sizes(facts: dict[str, Any], md: dict[str, Any], arch: str, n_emb
     if not d_inner:
         return None, None
     return max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state), d_state * d_inner
-
-
-def tensor_names(header: GGUFHeader) -> Sequence[str]:
-    """Names of the tensors in a header (diagnostics)."""
-    return [t.name for t in header.tensors]
