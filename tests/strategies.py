@@ -90,6 +90,9 @@ def ir_rules(draw, prefix: str = "r", min_size: int = 0, max_size: int = 12) -> 
 
 
 # ---- rule core part 1 (H3): random IR rulebooks, typed contexts, arbitrary YAML ----------------------
+from engine._attributes import CONTEXT_ATTRIBUTES as _CONTEXT_ATTRIBUTES  # noqa: E402
+from engine._attributes import KIND_OPS as _KIND_OPS  # noqa: E402
+
 # Small value pools so that random rules and random contexts actually meet.
 _POOLS = {
     "recipe": ("llamacpp", "vllm"),
@@ -101,14 +104,11 @@ _POOLS = {
     "mem_bucket_gb": (8, 16, 24, 128),
     "unified": (True, False),
 }
-_KINDS = {"recipe": "str", "family": "str", "archetype": "set", "backends": "set", "scenario": "str",
-          "params_b": "float", "mem_bucket_gb": "int", "unified": "bool"}
+_KINDS = {attr: _CONTEXT_ATTRIBUTES[attr].kind for attr in _POOLS}
 
 
 def _ops_for(kind: str) -> tuple[str, ...]:
-    from engine._attributes import KIND_OPS
-
-    return tuple(op for op in _ir.OPS if op in KIND_OPS[kind])
+    return tuple(op for op in _ir.OPS if op in _KIND_OPS[kind])
 
 
 @_st.composite
