@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from engine.curate.records import BenchRecord
 from engine.curate.rows import LONG_DEPTH, Proto, Row, Slimmer, canonical, hw_key, scenario_of
 from engine.curate.stats import median, outlier_flags, recency_weights, weighted_median
 
-__all__ = ["LONG_DEPTH", "SCENARIOS", "CurationResult", "Decision", "Outlier", "Proto", "Row", "Slimmer",
+__all__ = ["LONG_DEPTH", "SCENARIOS", "Choice", "CurationResult", "Outlier", "Proto", "Row", "Slimmer",
            "canonical", "curate", "curate_rows", "hw_key", "scenario_of"]
 
 SCENARIOS = ("chat", "coding", "long-context")
@@ -33,8 +34,9 @@ class Outlier:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """One curated choice: a parameter value for a hardware x model x scenario group, with its evidence."""
+class Choice:
+    """One curated choice: a parameter value for a hardware x model x scenario group, with its evidence
+    (what becomes one generated rule; not to be confused with engine.resolve.Decision)."""
 
     hw_level: str
     hw_value: tuple[tuple[str, str], ...]  # when-conditions for the hardware, e.g. (("archetype", id),)
@@ -56,7 +58,7 @@ class CurationResult:
     protos: dict[tuple[str, str], Proto]
     duplicates: int
     outliers: list[Outlier]
-    decisions: list[Decision]
+    decisions: list[Choice]
     skipped: list[str] = field(default_factory=list)  # groups without a decision, and why
 
 
@@ -72,7 +74,7 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
     dups = total - len(clean)
     kept, outliers = _drop_outliers(clean)
     values = _cell_values(kept)
-    decisions: list[Decision] = []
+    decisions: list[Choice] = []
     skipped: list[str] = []
     groups = _groups(kept, protos)
     by_cell: dict[tuple, list[Row]] = defaultdict(list)
@@ -84,30 +86,28 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
         hw_level, hw_value, model_level, model_value, scen = gkey
         cells = groups[gkey]
         prio = HW_PRIORITY[hw_level] + MODEL_PRIORITY[model_level]
+        choice = functools.partial(Choice, hw_level, hw_value, model_level, model_value, scen)
         d = choose_backend(cells, values, by_cell)
         label = f"{dict(hw_value)} {dict(model_value)} {scen}"
         sole = sole_backend(cells, values, by_cell, protos, hw_level) if isinstance(d, str) else None
         if sole is not None:
             value, ev = sole
-            decisions.append(Decision(hw_level, hw_value, model_level, model_value, scen, "backend", value,
-                                      None, 0.0, ev["spread"], ev,
-                                      SOLE_PRIORITY[hw_level] + MODEL_PRIORITY[model_level] // 2))
+            decisions.append(choice("backend", value, None, 0.0, ev["spread"], ev,
+                                    SOLE_PRIORITY[hw_level] + MODEL_PRIORITY[model_level] // 2))
         elif isinstance(d, str):
             skipped.append(f"{label}: backend: {d}")
         else:
             value, margin, noise, ev = d
-            decisions.append(Decision(hw_level, hw_value, model_level, model_value, scen, "backend", value,
-                                      None, margin, noise, ev, prio))
+            decisions.append(choice("backend", value, None, margin, noise, ev, prio))
         for backend in sorted({c[0] for cell in cells for c in values.get(cell, {})}):
             for param in ("ubatch", "batch", "flash_attn"):
                 p = choose_param(cells, values, backend, param, by_cell)
                 if isinstance(p, str):
                     continue
                 value, margin, noise, ev = p
-                decisions.append(Decision(hw_level, hw_value, model_level, model_value, scen, param, value,
-                                          backend, margin, noise, ev, prio))
-    return CurationResult(rows=kept, protos=protos, duplicates=dups, outliers=outliers, decisions=decisions, skipped=skipped)
-
+                decisions.append(choice(param, value, backend, margin, noise, ev, prio))
+    return CurationResult(rows=kept, protos=protos, duplicates=dups, outliers=outliers, decisions=decisions,
+                          skipped=skipped)
 
 def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from engine.curate.curate import CurationResult, Decision
+from engine.curate.curate import Choice, CurationResult
 
 # Lemonade's bench scenario names per category (../shared/lemonade/bench_scenarios.json): a rule for a
 # category also matches a request named after one of its scenarios
@@ -41,7 +41,7 @@ def slug(text: str) -> str:
 _ID_TAIL = re.compile(r"-(\d+)gb-bw(\d)(?:-x(\d+))?$")
 
 
-def _hw_slug(d: Decision) -> str:
+def _hw_slug(d: Choice) -> str:
     conds = dict(d.hw_value)
     if "archetype" in conds:
         return slug(conds["archetype"])
@@ -58,7 +58,7 @@ def _id_scalars(archetype_id: str) -> dict[str, int]:
     return {"mem_bucket_gb": int(m.group(1)), "bw_tier": int(m.group(2)), "gpu_count": int(m.group(3) or 1)}
 
 
-def _model_slug(d: Decision) -> str:
+def _model_slug(d: Choice) -> str:
     return slug(d.model_value[0][1]) if d.model_value else "all-models"
 
 
@@ -70,7 +70,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def rule_of(d: Decision) -> dict[str, Any]:
+def rule_of(d: Choice) -> dict[str, Any]:
     """One rule document for one decision."""
     when: dict[str, Any] = {k: v for k, v in d.hw_value}
     if "archetype" in when:

@@ -8,7 +8,7 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-from engine.curate.curate import CurationResult, Decision, scenario_of
+from engine.curate.curate import Choice, CurationResult, scenario_of
 from engine.curate.stats import median
 
 COLORS = {"rocm": "#d62728", "vulkan": "#1f77b4", "cuda": "#2ca02c", "metal": "#9467bd", "cpu": "#7f7f7f",
@@ -77,7 +77,7 @@ def _chosen(hw: str, scen: str, result: CurationResult) -> str | None:
     return None
 
 
-def _decision_row(d: Decision) -> str:
+def _decision_row(d: Choice) -> str:
     ev = d.evidence
     ru = ev.get("runner_up") or {}
     cond = ", ".join(f"{k}={v}" for k, v in d.hw_value + d.model_value) or "-"
@@ -102,7 +102,7 @@ def render_html(result: CurationResult) -> str:
              "y = the backend's best tokens/s divided by the best configuration of that test; the bar is "
              "the median. Red x = an excluded outlier (tokens/s / its group median). A green backend "
              "name (and '-> backend' in the title) is the one curation chose for all models there.</p>"]
-    by_hw: dict[str, list[Decision]] = defaultdict(list)
+    by_hw: dict[str, list[Choice]] = defaultdict(list)
     for d in result.decisions:
         by_hw[", ".join(f"{k}={v}" for k, v in d.hw_value)].append(d)
     parts.append("<h2>Decisions</h2><table><tr><th>when</th><th>scenario</th><th>parameter</th><th>value</th>"
