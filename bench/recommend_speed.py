@@ -6,29 +6,20 @@ Run: python bench/recommend_speed.py [--n 2000]. Prints medians side by side; as
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _timing import ROOT, median_seconds  # first: puts the repository root on sys.path
 
-from engine.evaluators import durable_available  # noqa: E402
-from engine.recommend import _recommend, default_rulebook, recommend  # noqa: E402
-from facts.lemonade import from_system_info  # noqa: E402
-from facts.models import ModelFacts  # noqa: E402
+from engine.evaluators import durable_available
+from engine.recommend import _recommend, default_rulebook, recommend
+from facts.lemonade import from_system_info
+from facts.models import ModelFacts
 
 SYSINFO = ROOT / "tests" / "fixtures" / "system-info"
 
 
 def p50_us(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    return statistics.median(times) / 1000
+    return median_seconds(fn, n) * 1e6
 
 
 def main() -> int:
