@@ -46,17 +46,6 @@ def precision(quant: str | None) -> str | None:
     return "16bit" if q in _SIXTEEN else "quantized"
 
 
-def quant_bits(quant: str | None) -> float | None:
-    """Nominal bits per weight of a quant tag (Q4_K_M -> 4, IQ2_XXS -> 2, BF16 -> 16, MXFP4 -> 4)."""
-    q = normalise_quant(quant)
-    if q is None:
-        return None
-    if q in _SIXTEEN:
-        return 32.0 if q in {"F32", "FP32"} else 16.0
-    m = re.search(r"(?:^|[^A-Z])?(?:I?Q|MXFP|NVFP|FP|TQ)(\d+)", q)
-    return float(m.group(1)) if m else None
-
-
 def model_class(model: ModelFacts) -> str | None:
     """`{dense|moe}-{size class}-{precision}` e.g. 'moe-large-quantized'; None when size or quant is unknown."""
     sc = size_class(model.params_b)
