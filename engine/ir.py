@@ -33,12 +33,14 @@ class Condition:
     value: Any = None
 
     def describe(self) -> str:
-        sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-               "in": "in", "not_in": "not in", "contains": "contains"}
         if self.op in ("exists", "missing"):
             return f"{self.attr} {self.op}"
         value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return f"{self.attr} {sym[self.op]} {value!r}"
+        return f"{self.attr} {_SYMBOLS[self.op]} {value!r}"
+
+
+_SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "not_in": "not in",
+            "contains": "contains"}
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,9 @@ class ParamSpec:
 
     def allowed(self) -> str:
         """Human summary of the allowed values, e.g. "an integer 16..65536 or 'default'"."""
-        parts = []
         if self.is_list:
             return "a list of allowlisted llama-server arguments"
+        parts = []
         if self.is_int:
             parts.append(f"an integer {self.minimum}..{self.maximum}")
         if self.words:

@@ -141,7 +141,6 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
     root_paths = [Path(r) for r in roots] or [bundled_root()]
     errors: list[LocatedError] = []
     rules: list[ir.Rule] = []
-    labels: list[str] = []
     digest_parts: list[tuple[str, bytes]] = []
     first_seen: dict[str, tuple[str, int]] = {}
     for root in root_paths:
@@ -153,7 +152,6 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
                 raw = path.read_bytes()
             except OSError as err:
                 raise RulebookReadError([LocatedError(shown, 1, 1, "", "unreadable", str(err))]) from err
-            labels.append(label)
             digest_parts.append((label, raw))
             file_rules, file_errors, ids = _load_file(raw, label, shown, len(rules))
             errors.extend(file_errors)
@@ -172,7 +170,8 @@ def load_rulebook(*roots: str | Path) -> ir.Rulebook:
     for label, raw in sorted(digest_parts):
         digest.update(label.encode() + b"\0" + str(len(raw)).encode() + b"\0" + raw)
     return ir.Rulebook(rules=tuple(rules), digest=digest.hexdigest(),
-                       root=",".join(r.name for r in root_paths), files=tuple(labels))
+                       root=",".join(r.name for r in root_paths),
+                       files=tuple(label for label, _raw in digest_parts))
 
 
 _Ids = list[tuple[str, int, tuple[int, int]]]
