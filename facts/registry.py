@@ -151,17 +151,6 @@ def _with_download(facts: ModelFacts) -> ModelFacts:
     return header.model_copy(update=keep)
 
 
-def _lookup(name: str) -> ModelFacts:
-    reg = load_registry()
-    if name in reg:
-        return _with_download(registry_model_facts(name, reg[name]))
-    folded = {k.casefold(): k for k in reg}
-    if name.casefold() in folded:
-        key = folded[name.casefold()]
-        return _with_download(registry_model_facts(key, reg[key]))
-    close = difflib.get_close_matches(name.casefold(), list(folded), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
-    raise ModelFactsError(name, f"not a file and not a model name in Lemonade's registry{hint}")
 
 
 def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
@@ -228,8 +217,12 @@ def resolve_model_spec(spec: str) -> ModelFacts:
     if path.is_dir():
         raise ModelFactsError(spec, "is a directory; give a .gguf file, a model-facts .json or a model name")
     reg = load_registry()
-    if spec in reg or spec.casefold() in {k.casefold() for k in reg}:
-        return _lookup(spec)
+    folded = {k.casefold(): k for k in reg}
+    key = spec if spec in reg else folded.get(spec.casefold())
+    if key is not None:
+        return _with_download(registry_model_facts(key, reg[key]))
     if looks_like_path and not path.exists():
         raise ModelFactsError(spec, "no such file (and not a model name in Lemonade's registry)")
-    return _lookup(spec)
+    close = difflib.get_close_matches(spec.casefold(), list(folded), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
+    raise ModelFactsError(spec, f"not a file and not a model name in Lemonade's registry{hint}")
