@@ -108,7 +108,7 @@ def gpu_budget(hw: HardwareFacts, margin: int = DEFAULT_MARGIN) -> Budget | None
             what = f"GTT {_gib(g.shared_bytes or 0)} + carve-out {_gib(g.dedicated_bytes or 0)}"
         if g.free_bytes is not None and g.free_bytes < pool:
             pool, what = g.free_bytes, f"GPU free {_gib(g.free_bytes)}"
-        ram = hw.memory.available_bytes if hw.memory.available_bytes is not None else None
+        ram = hw.memory.available_bytes
         if ram is not None and ram + (g.dedicated_bytes or 0) < pool:
             pool, what = ram + (g.dedicated_bytes or 0), f"free RAM {_gib(ram)} + carve-out"
         return Budget(max(0, pool - margin), "unified", f"{what} − margin {_gib(margin)}")
