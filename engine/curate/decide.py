@@ -116,13 +116,8 @@ def sole_backend(cells, values, by_cell, protos, hw_level):
     metric = _top_metric(rows, [])
     per = [max(v.tps for v in values[c].values()) for c in cells if metric_of(c) == metric and values.get(c)]
     noise = median([v.noise for c in cells for v in values.get(c, {}).values()])
-    builds = sorted({r.build_number for r in rows if r.build_number is not None})
-    dates = sorted({r.date for r in rows if r.date})
-    sources = sorted({r.source for r in rows})
     ev = {"n": len(rows), "metric": metric, "median_tps": _f(median(per)), "spread": round(noise, 4),
-          "sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
-          "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
-          "dates": f"{dates[0]}..{dates[-1]}" if dates else None,
+          **_provenance(rows),
           "note": f"only {backend} was measured here (the platform's native backend): no comparison is "
                   f"claimed; the rule carries the measured speed, median over {len(per)} {metric} tests"}
     return backend, ev
@@ -148,13 +143,8 @@ def _as_measured(cells, by_cell, backend, param):
         return "not varied"
     metric = _top_metric(rows, [])
     w = [r.tps for r in rows if r.metric == metric]
-    builds = sorted({r.build_number for r in rows if r.build_number is not None})
-    dates = sorted({r.date for r in rows if r.date})
-    sources = sorted({r.source for r in rows})
     ev = {"n": len(rows), "metric": metric, "median_tps": _f(median(w)), "spread": round(spread(w), 4),
-          "sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
-          "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
-          "dates": f"{dates[0]}..{dates[-1]}" if dates else None,
+          **_provenance(rows),
           "note": f"as measured: every {backend} submission here used {param} {value}; "
                   "no other value was measured, so none is claimed better"}
     return value, 0.0, 0.0, ev
@@ -214,19 +204,23 @@ def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | No
     cells = [c for c, v in per_cell.items() if win in v and run in v and metric_of(_test_of(c)) == metric]
     w = [per_cell[c][win] for c in cells]
     u = [per_cell[c][run] for c in cells]
-    allr = wins + runs
-    builds = sorted({r.build_number for r in allr if r.build_number is not None})
-    dates = sorted({r.date for r in allr if r.date})
-    sources = sorted({r.source for r in allr})
     ev = {"n": len(wins), "metric": metric, "median_tps": _f(median(w)) if w else None,
           "spread": round(noise, 4),
           "runner_up": {"value": run, "median_tps": _f(median(u)) if u else None, "n": len(runs)},
-          "sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
-          "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
-          "dates": f"{dates[0]}..{dates[-1]}" if dates else None,
+          **_provenance(wins + runs),
           "note": f"{win} ahead of {run} by {margin:.1%} (geometric mean over {shared} tests both ran; "
                   f"noise {noise:.1%}); medians over the {len(cells)} {metric} tests"}
     return ev
+
+
+def _provenance(rows: Sequence[Row]) -> dict:
+    """Where the evidence comes from: sources (the first six), build and date ranges."""
+    builds = sorted({r.build_number for r in rows if r.build_number is not None})
+    dates = sorted({r.date for r in rows if r.date})
+    sources = sorted({r.source for r in rows})
+    return {"sources": sources[:6] + ([f"+{len(sources) - 6} more"] if len(sources) > 6 else []),
+            "builds": f"b{builds[0]}..b{builds[-1]}" if builds else None,
+            "dates": f"{dates[0]}..{dates[-1]}" if dates else None}
 
 
 def _test_of(key: tuple) -> tuple:
