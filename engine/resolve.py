@@ -27,9 +27,8 @@ class ResolutionError(EngineError, LookupError):
 
 
 class BackendUnavailableError(EngineError, ValueError):
-    """A user override asks for a backend that is not available for the recipe here."""
-
-    exit_code = 2
+    """A user override asks for a backend that is not available for the recipe here (exit 2, like any
+    EngineError)."""
 
     def __init__(self, backend: str, recipe: str, available: Iterable[str]):
         self.backend, self.recipe, self.available = backend, recipe, tuple(sorted(available))
