@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facts.catalog import arch_matches
 from facts.models import HardwareFacts
 
 CUDA_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120", "sm_121")
@@ -60,9 +61,7 @@ MATRIX: dict[str, tuple[Support, ...]] = {
 
 
 def _matches(family: str, allowed: tuple[str, ...]) -> bool:
-    if not allowed:
-        return True
-    return any(family.startswith(a[:-1]) if a.endswith("X") else family == a for a in allowed)
+    return not allowed or any(arch_matches(family, a) for a in allowed)
 
 
 def _devices(hw: HardwareFacts) -> dict[str, list[str]]:
