@@ -30,8 +30,6 @@ MODELS = [
 
 # --- Lemonade's auto ctx (auto_tune.h), re-implemented for comparison only -------------------------
 EMBEDDING_CTX_SIZE, AUTO_CTX_FALLBACK, AUTO_CTX_UNKNOWN_MAX = 8192, 4096, 32768
-KIB = 1024
-SIZE_TABLE = ((1, 128), (3, 224), (8, 256), (16, 320), (32, 512), (64, 640), (float("inf"), 768))
 
 
 def lemonade_available_gb(doc: dict[str, Any]) -> float:
@@ -58,7 +56,9 @@ def lemonade_ctx(doc: dict[str, Any], size_gb: float, embedding: bool) -> int:
     available = lemonade_available_gb(doc)
     if available <= 0:
         return EMBEDDING_CTX_SIZE if embedding else AUTO_CTX_FALLBACK
-    per_token = next(kib for bound, kib in SIZE_TABLE if size_gb < bound) * KIB
+    from facts._estimate import LEMONADE_KV_TABLE  # Lemonade's size-based f16 KV bytes per token
+
+    per_token = next(b for bound, b in LEMONADE_KV_TABLE if size_gb < bound)
     for_kv = available - size_gb  # registry GB treated as GiB, as Lemonade does
     if for_kv <= 0:
         return EMBEDDING_CTX_SIZE if embedding else AUTO_CTX_FALLBACK
@@ -93,7 +93,8 @@ def main() -> int:
     if not docs:
         print(f"ctx_table: no system-info documents in {args.system_info}", file=sys.stderr)
         return 2
-    machines = [(p.stem, json.loads(p.read_text()), from_system_info(p.read_text(), source=p.name)) for p in docs]
+    texts = [(p, p.read_text()) for p in docs]
+    machines = [(p.stem, json.loads(text), from_system_info(text, source=p.name)) for p, text in texts]
     reg = load_registry()
     print("Cells: ours = `ctx` + GPU layers (`all`, `ngl N`, `cmoe N` = --n-cpu-moe) / Lemonade's auto ctx.\n")
     print("| model | GB | " + " | ".join(m[0] for m in machines) + " |")
