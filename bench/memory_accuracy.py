@@ -14,6 +14,7 @@ import argparse
 import itertools
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,11 +89,10 @@ def grid(quick: bool) -> list[dict[str, Any]]:
     return configs
 
 
-def ours(model_path: Path, params: dict[str, Any]) -> dict[str, Any]:
-    from facts.gguf import read_model_facts
+def ours(m: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """facts.memory.estimate() for model facts `m` under the probe's params."""
     from facts.memory import Config, estimate
 
-    m = read_model_facts(model_path)
     cfg = Config(ctx_size=params["ctx_size"], batch=params["batch"], ubatch=params["ubatch"],
                  cache_type_k=params["cache_type_k"], cache_type_v=params["cache_type_v"],
                  flash_attn=params["flash_attn"] == "on", parallel=params["parallel"],
@@ -106,22 +106,23 @@ def ours(model_path: Path, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(models: list[str] | None, quick: bool, jobs: int) -> list[dict[str, Any]]:
+    from facts.gguf import read_model_facts
+
     tmp = Path(tempfile.mkdtemp(prefix="tiny-gguf-"))
-    rows: list[dict[str, Any]] = []
     work = []
     for spec in tiny_models.specs():
         if models and spec.name not in models:
             continue
         path = tiny_models.write(spec, tmp / f"{spec.name}.gguf")
+        facts = read_model_facts(path)  # once per model, not once per configuration
         for params in grid(quick):
             if spec.arch == "deepseek2" and (params["cache_type_k"] != params["cache_type_v"]):
                 continue
-            work.append((spec.name, path, params))
+            work.append((spec.name, path, facts, params))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda w: run_probe(w[1], w[2]), work))
-    for (name, path, params), real in zip(work, results, strict=True):
-        rows.append({"model": name, "params": params, "llama_cpp": real, "ours": ours(path, params)})
-    return rows
+        results = list(pool.map(lambda w: run_probe(w[1], w[3]), work))
+    return [{"model": name, "params": params, "llama_cpp": real, "ours": ours(facts, params)}
+            for (name, _, facts, params), real in zip(work, results, strict=True)]
 
 
 def _eq(a: float, b: float) -> bool:
@@ -131,8 +132,6 @@ def _eq(a: float, b: float) -> bool:
 def _spread(errors: list[float]) -> str:
     if not errors:
         return "-"
-    import statistics
-
     return f"{statistics.median(errors) * 100:+.1f}% [{min(errors) * 100:+.1f}%, {max(errors) * 100:+.1f}%]"
 
 

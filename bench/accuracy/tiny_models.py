@@ -183,12 +183,12 @@ def _vocab(writer: Any, n_vocab: int) -> None:
     writer.add_unk_token_id(0)
 
 
-def write(spec: Spec, path: Path, seed: int = 0, matrix_type: str | None = None) -> Path:
+def write(spec: Spec, path: Path, seed: int = 0) -> Path:
     """Write `spec` as a GGUF file at `path` (random weights, F32 vectors, F16/F32 matrices)."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    matrix_type = matrix_type or spec.matrix_type
+    matrix_type = spec.matrix_type
     w = gguf.GGUFWriter(str(path), spec.arch)
     w.add_name(spec.name)
     w.add_block_count(spec.n_layer)
