@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+from facts.catalog import gfx_target
 from facts.detect._probe import Probe
-from facts.lemonade import kfd_to_gfx
 from facts.models import GPU
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
@@ -122,7 +122,7 @@ def amd_gpus(probe: Probe) -> list[GPU]:
         prov: dict[str, str] = {}
         props = node[1] if node else {}
         nid = node[0] if node else None
-        arch = kfd_to_gfx(str(props.get("gfx_target_version", 0)))
+        arch = gfx_target(props.get("gfx_target_version", 0))
         if arch:
             prov["arch"] = f"sysfs {KFD_NODES}/{nid}/properties gfx_target_version"
         cu = None

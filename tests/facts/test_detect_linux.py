@@ -11,8 +11,8 @@ import pytest
 
 from facts import detect
 from facts.archetype import classify, nominal_gb
+from facts.catalog import gfx_target
 from facts.detect import _amd_sysfs, _cpu
-from facts.lemonade import kfd_to_gfx
 from tests.facts.detect_helpers import FIXTURES, copy_tree
 
 NO_TOOLS = {"PATH": ""}
@@ -88,8 +88,8 @@ def test_hsa_override_is_ignored_and_reported():
     (100300, "gfx1030"), (120001, "gfx1201"), (0, None),
 ])
 def test_gfx_target_version_decoding(version, name):
-    # the sysfs integer goes through the one KFD decoder (facts.lemonade.kfd_to_gfx), as _amd_sysfs does
-    assert kfd_to_gfx(str(version)) == name
+    # the sysfs integer goes through the one KFD decoder, facts.catalog.gfx_target, as _amd_sysfs does
+    assert gfx_target(version) == name
 
 
 def test_kfd_location_id_gives_the_pci_address():
