@@ -6,6 +6,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from facts import CPU, GPU, Archetype, HardwareFacts, Memory, catalog, classify
 from facts.archetype import family_from_arch
 
 _GPU_VENDORS = ("amd", "nvidia", "apple", "intel", "qualcomm")
@@ -44,8 +45,6 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
                   unified: bool | None = None, gpu_count: int | None = None,
                   cpu_only: bool = False, cpu_name: str = "") -> HardwareInfo:
     """Classify a benchmark's hardware string (+ stated memory/arch/count) into an archetype."""
-    from facts import catalog
-
     count_m = _COUNT.match(hardware)
     count = int(count_m.group(1)) if count_m else (gpu_count or 1)
     name = _COUNT.sub("", hardware)
@@ -87,8 +86,6 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
 def _classify(row, name: str, vendor: str, memclass: str, mem_gb: float, count: int, cores, cpu_name: str
               ) -> HardwareInfo | None:
     """The archetype facts.classify gives the machine the benchmark describes (None if it cannot)."""
-    from facts import GPU, HardwareFacts, Memory, catalog, classify
-
     gib = 1024**3
     try:
         base = GPU(vendor=vendor if vendor != "unknown" else row.vendor, name=row.marketing_name,
@@ -99,8 +96,7 @@ def _classify(row, name: str, vendor: str, memclass: str, mem_gb: float, count: 
                    compute_units=int(cores.group(1)) if cores else None)
         nominal = int(round(mem_gb)) if memclass == "unified" else None
         g = catalog.enrich(base, cpu_name=cpu_name or None, nominal_ram_gb=nominal)
-        gpus = tuple(g.model_copy(update={"index": i}) for i in range(count))
-        a = classify(HardwareFacts(gpus=gpus, memory=Memory(nominal_gb=nominal) if nominal else Memory()))
+        a = _classify_gpus(g, count, Memory(nominal_gb=nominal) if nominal else Memory())
     except ValueError:  # facts the GPU model rejects (pydantic ValidationError): use the stated facts
         return None
     return HardwareInfo(archetype=a.id, backoff=a.backoff, vendor=a.vendor, family=a.family, arch=a.arch,
@@ -116,8 +112,6 @@ def _cpu_info(name: str, arch_hint: str, mem_gb: float | None, vendor: str) -> H
     else:
         isa = "x86_64-avx2"
     if mem_gb:
-        from facts import CPU, HardwareFacts, Memory, classify
-
         isas = {"arm64-neon": ("neon",), "x86_64-avx512": ("avx", "avx2", "avx512"),
                 "x86_64-avx2": ("avx", "avx2")}[isa]
         a = classify(HardwareFacts(cpu=CPU(arch="arm64" if isa.startswith("arm") else "x86_64", isa=isas),
@@ -132,8 +126,6 @@ def _with_id(vendor: str, family: str | None, arch: str | None, memclass: str, m
              bw_gbs: float | None, count: int) -> HardwareInfo:
     """facts.classify on what the benchmark states, when no catalog row did; no archetype without a
     stated memory size and spec bandwidth (curation never keys rules on a guessed tier)."""
-    from facts import GPU, HardwareFacts, Memory, classify
-
     if not mem_gb or bw_gbs is None:
         return HardwareInfo(archetype=None, backoff=(), vendor=vendor, family=family, arch=arch,
                             memclass=memclass, gpu_count=count)
@@ -141,7 +133,12 @@ def _with_id(vendor: str, family: str | None, arch: str | None, memclass: str, m
     gpu = GPU(vendor=vendor if vendor in _GPU_VENDORS else "unknown", name=arch or family or vendor,
               arch=arch, family=family, bandwidth_gbs=bw_gbs, unified=unified, integrated=unified,
               dedicated_bytes=None if unified else int(mem_gb * 1024**3))
-    a = classify(HardwareFacts(gpus=tuple(gpu.model_copy(update={"index": i}) for i in range(count)),
-                               memory=Memory(nominal_gb=round(mem_gb)) if unified else Memory()))
+    a = _classify_gpus(gpu, count, Memory(nominal_gb=round(mem_gb)) if unified else Memory())
     return HardwareInfo(archetype=a.id, backoff=a.backoff, vendor=vendor, family=family, arch=arch,
                         memclass=memclass, gpu_count=count)
+
+
+def _classify_gpus(gpu: GPU, count: int, memory: Memory) -> Archetype:
+    """facts.classify on a machine with `count` identical GPUs."""
+    return classify(HardwareFacts(gpus=tuple(gpu.model_copy(update={"index": i}) for i in range(count)),
+                                  memory=memory))
