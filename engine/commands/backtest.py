@@ -32,16 +32,16 @@ def fixed_roots() -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from engine.commands._common import print_json
-    from engine.commands.curate import _progress, read_rows, report_issues
+    from engine.commands.curate import progress_bar, read_rows, report_issues
     from engine.curate.backtest import backtest
     from engine.errors import UsageError
 
-    rows, protos, issues, _ = read_rows(args.inputs)
+    rows, protos, issues = read_rows(args.inputs)
     report_issues(issues)
     if not rows:
         raise UsageError("no valid benchmark record in the inputs")
     roots = args.rulebook or fixed_roots()
-    bar = _progress("leave-one-model-out", total=len({r.cell[1] for r in rows}), unit="models")
+    bar = progress_bar("leave-one-model-out", total=len({r.cell[1] for r in rows}), unit="models")
     try:
         result = backtest(rows, protos, roots, progress=bar.advance if bar else None)
     finally:

@@ -24,8 +24,8 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def read_rows(inputs: list[str]) -> tuple[list[Any], dict, list[Any], int]:
-    """Stream every input into compact rows; returns (rows, protos, issues, record count)."""
+def read_rows(inputs: list[str]) -> tuple[list[Any], dict, list[Any]]:
+    """Stream every input into compact rows; returns (rows, protos, issues)."""
     from engine.curate.curate import Slimmer
     from engine.curate.ingest import read_paths
     from engine.curate.records import IngestIssue
@@ -33,7 +33,7 @@ def read_rows(inputs: list[str]) -> tuple[list[Any], dict, list[Any], int]:
     slim = Slimmer()
     rows: list[Any] = []
     issues: list[IngestIssue] = []
-    bar = _progress("reading benchmarks")
+    bar = progress_bar("reading benchmarks")
     for item in read_paths(inputs):
         if isinstance(item, IngestIssue):
             issues.append(item)
@@ -43,7 +43,7 @@ def read_rows(inputs: list[str]) -> tuple[list[Any], dict, list[Any], int]:
             bar.update(len(rows) + len(issues))
     if bar is not None:
         bar.close()
-    return rows, slim.protos, issues, len(rows)
+    return rows, slim.protos, issues
 
 
 class _Bar:
@@ -71,7 +71,7 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
-def _progress(label: str, total: int | None = None, unit: str = "rows") -> _Bar | None:
+def progress_bar(label: str, total: int | None = None, unit: str = "rows") -> _Bar | None:
     """A progress bar on stderr, only when stderr is a terminal."""
     return _Bar(label, total, unit) if sys.stderr.isatty() else None
 
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("matplotlib") is None:  # check before anything is written
             raise UsageError("--report needs matplotlib: pip install 'lemonade-autotune[report]'")
-    rows, protos, issues, n = read_rows(args.inputs)
+    rows, protos, issues = read_rows(args.inputs)
+    n = len(rows)
     report_issues(issues)
     if not rows:
         raise UsageError("no valid benchmark record in the inputs" + (f" ({len(issues)} rejected)" if issues else ""))
