@@ -99,7 +99,7 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
         value = (fit or {}).get(key)
         if value is None:
             continue
-        ctx[key] = kind(value) if kind is not bool else bool(value)
+        ctx[key] = kind(value)
 
     ctx["scenario"] = scenario
     return ctx
