@@ -6,6 +6,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from facts.backends import supported_backends
+from facts.catalog import enrich
 from facts.models import Absent, HardwareFacts
 
 __all__ = ["detect"]
@@ -40,24 +42,10 @@ def detect(
     else:
         return HardwareFacts(absent=(Absent(fact="os", reason=f"unsupported platform {plat!r}"),))
     osinfo, cpu, memory, gpus = probes.collect(probe)
-    gpus = _enrich(gpus, cpu.name, memory.nominal_gb)
+    # catalog facts (marketing name, family, bandwidth, ...) for every detected GPU
+    gpus = [enrich(g, cpu_name=cpu.name, nominal_ram_gb=memory.nominal_gb) for g in gpus]
     hw = HardwareFacts(os=osinfo, cpu=cpu, memory=memory, gpus=tuple(gpus), source="detect")
-    backends = _backends(hw)
+    # `recipe:backend` strings, keeping Lemonade's preference order per recipe (resolution reads it)
+    backends = tuple(f"{recipe}:{b}" for recipe, names in sorted(supported_backends(hw).items()) for b in names)
     return hw.model_copy(update={"backends": backends, "absent": tuple(probe.absent),
                                  "warnings": tuple(probe.warnings)})
-
-
-def _enrich(gpus, cpu_name, nominal_gb):
-    """Fill catalog facts (marketing name, family, bandwidth, ...) into every detected GPU."""
-    from facts.catalog import enrich
-
-    return [enrich(g, cpu_name=cpu_name, nominal_ram_gb=nominal_gb) for g in gpus]
-
-
-def _backends(hw: HardwareFacts) -> tuple[str, ...]:
-    """`recipe:backend` strings from facts.backends.supported_backends(hw)."""
-    from facts.backends import supported_backends
-
-    table = supported_backends(hw)
-    # keep Lemonade's preference order per recipe (resolution reads it; never sort it away)
-    return tuple(f"{recipe}:{b}" for recipe, names in sorted(table.items()) for b in names)
