@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -90,10 +91,7 @@ def apple_chip(name: str) -> tuple[str, str, str] | None:
     return family, f"{family}-{tier}" if tier else family, tier or "base"
 
 
-def _unified(g: GPU) -> bool:
-    return bool(g.unified or g.integrated or g.vendor == "apple")
-
-
+@functools.cache
 def _apple_bandwidth(tier: str) -> float | None:
     """A newer chip of a known line: minimum over the last two known generations of that tier."""
     by_gen: dict[int, list[float]] = {}
@@ -234,7 +232,7 @@ def classify(hw: HardwareFacts) -> Archetype:
             reasons.append(f"ignored {g.marketing_name or g.name}: display-only iGPU")
         else:
             pool.append(i)
-    discrete = [i for i in pool if not _unified(gpus[i])]
+    discrete = [i for i in pool if not catalog.unified_memory(gpus[i])]
     if discrete:
         for i in pool:
             if i not in discrete:
@@ -243,12 +241,12 @@ def classify(hw: HardwareFacts) -> Archetype:
     if not pool:
         reasons.append("no inference GPU")
         return _cpu_only(hw, reasons)
+    unified = not discrete  # the pool is all discrete GPUs, or all unified ones
+    memclass = "unified" if unified else "discrete"
 
     per: dict[int, tuple[int, str, bool, int, str | None, bool, str]] = {}
     for i in pool:
         g = gpus[i]
-        unified = _unified(g)
-        memclass = "unified" if unified else "discrete"
         series = family_from_name(g.name) if g.vendor in ("nvidia", "amd") else None
         family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0] \
             or (series[0] if series else None)
@@ -260,16 +258,14 @@ def classify(hw: HardwareFacts) -> Archetype:
             bw_est = True
         per[i] = (bucket, mem_reason, mem_est, tier, family, bw_est, bw_reason)
 
-    def key(i: int) -> tuple[str, str, str, int, int, str]:
+    def key(i: int) -> tuple[str, str, str, int, int]:
         g = gpus[i]
-        return (g.vendor, g.marketing_name or g.name.lower(), g.arch or "", per[i][0], per[i][3],
-                "unified" if _unified(g) else "discrete")
+        return (g.vendor, g.marketing_name or g.name.lower(), g.arch or "", per[i][0], per[i][3])
 
-    groups: dict[tuple[str, str, str, int, int, str], list[int]] = {}
+    groups: dict[tuple[str, str, str, int, int], list[int]] = {}
     for i in pool:
         groups.setdefault(key(i), []).append(i)
-    members = max(groups.values(), key=lambda idx: (len(idx) * per[idx[0]][0], per[idx[0]][3],
-                                                    not _unified(gpus[idx[0]]), -idx[0]))
+    members = max(groups.values(), key=lambda idx: (len(idx) * per[idx[0]][0], per[idx[0]][3], -idx[0]))
     for idx in groups.values():
         if idx is not members:
             reasons.append(f"secondary GPU(s) kept out of the id: {gpus[idx[0]].marketing_name or gpus[idx[0]].name}"
@@ -277,8 +273,6 @@ def classify(hw: HardwareFacts) -> Archetype:
     first = members[0]
     g = gpus[first]
     bucket, mem_reason, mem_est, tier, family, bw_est, bw_reason = per[first]
-    unified = _unified(g)
-    memclass = "unified" if unified else "discrete"
     arch = g.arch
     if arch is None and g.vendor == "apple":
         chip = apple_chip(g.name)

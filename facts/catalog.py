@@ -111,9 +111,16 @@ def rows() -> tuple[CatalogRow, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _position() -> dict[str, int]:
+    """Marketing name (the table's key) -> row position, built once."""
+    return {r.marketing_name: i for i, r in enumerate(rows())}
+
+
 def row(marketing_name: str) -> CatalogRow | None:
     """The row with this exact marketing name (the table's key), or None."""
-    return next((r for r in rows() if r.marketing_name == marketing_name), None)
+    i = _position().get(marketing_name)
+    return None if i is None else rows()[i]
 
 
 def _name_hits(name: str, pool: tuple[CatalogRow, ...] | list[CatalogRow]) -> list[CatalogRow]:
@@ -230,7 +237,7 @@ def match_name(
 
 def conservative(cands: list[CatalogRow]) -> CatalogRow:
     """The lowest-bandwidth row (then fewest compute units, then table order): never over-promise."""
-    order = {r.marketing_name: i for i, r in enumerate(rows())}
+    order = _position()
 
     def key(r: CatalogRow) -> tuple[float, int, int]:
         bw = r.spec_bandwidth_gbs
@@ -282,8 +289,13 @@ def resolve(
     return cands, ", ".join(how)
 
 
+def unified_memory(gpu: GPU) -> bool:
+    """The GPU computes from the system RAM pool: unified, integrated, or an Apple GPU."""
+    return bool(gpu.unified or gpu.integrated or gpu.vendor == "apple")
+
+
 def _gpu_mem_gb(gpu: GPU, nominal_ram_gb: float | None) -> float | None:
-    unified = gpu.unified or gpu.integrated or gpu.vendor == "apple"
+    unified = unified_memory(gpu)
     if unified and nominal_ram_gb:
         return float(nominal_ram_gb)
     if gpu.dedicated_bytes and not unified:
