@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.curate.curate import Proto, Row, canonical, curate_rows, scenario_of
-from engine.curate.emit import write
+from engine.curate.emit import ID_TAIL, write
 from engine.curate.records import DEFAULT_BATCH, DEFAULT_KV, DEFAULT_UBATCH
 from engine.curate.stats import median
 
@@ -68,22 +67,19 @@ def _achieved(rows: Sequence[Row], choice: dict[str, Any]) -> float | None:
 
 def _achieved_backend(rows: Sequence[Row], choice: dict[str, Any]) -> float | None:
     """The best configuration of the chosen backend (median of its repeats); None if not measured."""
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    for r in rows:
-        if r.cfg[0] == choice["backend"]:
-            groups[r.cfg].append(r.tps)
-    return max(median(v) for v in groups.values()) if groups else None
+    return _best([r for r in rows if r.cfg[0] == choice["backend"]])
 
 
 def _r2(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def _best(rows: Sequence[Row]) -> float:
+def _best(rows: Sequence[Row]) -> float | None:
+    """Tokens/s of the best measured configuration (median of its repeats); None without rows."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
         groups[r.cfg].append(r.tps)
-    return max(median(v) for v in groups.values())
+    return max(median(v) for v in groups.values()) if groups else None
 
 
 def static_choice(available: Sequence[str]) -> dict[str, Any]:
@@ -91,14 +87,15 @@ def static_choice(available: Sequence[str]) -> dict[str, Any]:
     return {"backend": backend}
 
 
-def context_of(proto: Proto, model: str, scenario: str, available: Sequence[str]) -> dict[str, Any]:
+def context_of(proto: Proto, scenario: str, available: Sequence[str]) -> dict[str, Any]:
+    """What engine.context would put in the context for this hardware x model, as far as the data tells."""
     ctx: dict[str, Any] = {"recipe": "llamacpp", "scenario": scenario, "vendor": proto.vendor,
                            "memclass": proto.memclass, "backends": frozenset(available),
                            "moe": proto.moe, "gpu_count": proto.gpu_count,
                            "unified": proto.memclass == "unified"}
     if proto.archetype:
         ctx["archetype"] = frozenset(proto.backoff or (proto.archetype,))
-        tail = re.search(r"-(\d+)gb-bw(\d)(?:-x\d+)?$", proto.archetype)
+        tail = ID_TAIL.search(proto.archetype)
         if tail:  # what engine.context takes from the Archetype
             ctx["mem_bucket_gb"], ctx["bw_tier"] = int(tail.group(1)), int(tail.group(2))
     if proto.memclass == "cpu":
@@ -178,7 +175,7 @@ def backtest(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], fixed_ro
                 best = _best(cell_rows)
                 contested = len({r.cfg[0] for r in cell_rows}) > 1
                 subsets = ["all"] + (["contested"] if contested else [])
-                cur = choose(context_of(protos[(cell[0], cell[1])], model, scen, avail))
+                cur = choose(context_of(protos[(cell[0], cell[1])], scen, avail))
                 sta = static_choice(avail)
                 # strict: the exact recommended configuration must have been measured. backend-only:
                 # each policy's backend at that backend's best measured parameters, isolating the

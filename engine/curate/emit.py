@@ -38,7 +38,7 @@ def slug(text: str) -> str:
     return s or "x"
 
 
-_ID_TAIL = re.compile(r"-(\d+)gb-bw(\d)(?:-x(\d+))?$")
+ID_TAIL = re.compile(r"-(\d+)gb-bw(\d)(?:-x(\d+))?$")  # an archetype id's memory bucket, tier, GPU count
 
 
 def _hw_slug(d: Choice) -> str:
@@ -52,7 +52,7 @@ def _hw_slug(d: Choice) -> str:
 
 def _id_scalars(archetype_id: str) -> dict[str, int]:
     """mem_bucket_gb / bw_tier / gpu_count an archetype id encodes (GPU archetypes)."""
-    m = _ID_TAIL.search(archetype_id)
+    m = ID_TAIL.search(archetype_id)
     if not m or archetype_id.startswith("cpu-"):
         return {}
     return {"mem_bucket_gb": int(m.group(1)), "bw_tier": int(m.group(2)), "gpu_count": int(m.group(3) or 1)}
