@@ -133,6 +133,17 @@ def _name_hits(name: str, pool: tuple[CatalogRow, ...] | list[CatalogRow]) -> li
     return hits
 
 
+_VENDOR_WORDS = (("nvidia", ("nvidia", "geforce", "quadro", "tesla", "rtx ")),
+                 ("amd", ("amd", "radeon", "instinct", "radv")), ("apple", ("apple",)),
+                 ("intel", ("intel", " arc", "iris")), ("qualcomm", ("qualcomm", "adreno")))
+
+
+def vendor_from_name(text: str) -> str:
+    """The vendor a device name (or name plus driver) names: 'NVIDIA GeForce RTX 4090' -> 'nvidia'; else 'unknown'."""
+    low = f" {text.lower()}"
+    return next((vendor for vendor, words in _VENDOR_WORDS if any(w in low for w in words)), "unknown")
+
+
 def arch_matches(row_arch: str, arch: str) -> bool:
     """`gfx110X` (Lemonade's family wildcard) matches gfx1100..gfx1103; otherwise equality."""
     arch = arch.lower()
@@ -262,7 +273,7 @@ def resolve(
 
     Stronger keys pick the pool; weaker ones only narrow it (never to nothing)."""
     pool: tuple[CatalogRow, ...] | list[CatalogRow] = rows()
-    if vendor and vendor not in ("unknown",):
+    if vendor and vendor != "unknown":
         pool = [r for r in pool if r.vendor == vendor]
     cands: list[CatalogRow] = []
     how: list[str] = []

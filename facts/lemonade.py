@@ -107,9 +107,8 @@ def _cpu_arch(family: str | None, name: str | None) -> str:
 
 
 class _Builder:
-    def __init__(self, data: dict[str, Any], label: str) -> None:
+    def __init__(self, label: str) -> None:
         self.d = _Doc()
-        self.data = data
         self.label = label
         self.gpus: list[dict[str, Any]] = []
         self.absent: list[Absent] = []
@@ -257,7 +256,7 @@ def from_system_info(doc: dict[str, Any] | str | bytes, *, source: str = "system
     """Parse a Lemonade system-info document; malformed input raises FactsInputError (one line per problem)."""
     data = _load(doc, source)
     label = source if source.startswith("system-info") else f"system-info:{source}"
-    b = _Builder(data, label)
+    b = _Builder(label)
     d = b.d
     os_version = d.get(data, "OS Version", "str", "OS Version")
     processor = d.get(data, "Processor", "str", "Processor")

@@ -60,13 +60,9 @@ def _num(text: str) -> float:
 
 
 def _vendor(name: str, backend: str, driver: str = "") -> str:
-    low = f"{name} {driver}".lower()
-    for vendor, keys in (("nvidia", ("nvidia", "geforce", "quadro", "tesla", "rtx ")),
-                         ("amd", ("amd", "radeon", "instinct", "radv")), ("apple", ("apple",)),
-                         ("intel", ("intel", " arc", "iris")), ("qualcomm", ("qualcomm", "adreno"))):
-        if any(k in f" {low}" for k in keys):
-            return vendor
-    return {"CUDA": "nvidia", "ROCm": "amd", "MTL": "apple"}.get(backend, "unknown")
+    """The vendor the device name or driver names, else the one the backend implies."""
+    vendor = catalog.vendor_from_name(f"{name} {driver}")
+    return vendor if vendor != "unknown" else {"CUDA": "nvidia", "ROCm": "amd", "MTL": "apple"}.get(backend, "unknown")
 
 
 class _Reader:
