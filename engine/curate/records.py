@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -14,6 +15,13 @@ TestKind = Literal["pp", "tg", "pg"]
 DEFAULT_BATCH = 2048
 DEFAULT_UBATCH = 512
 DEFAULT_KV = "f16"
+
+
+@functools.lru_cache(maxsize=65536)
+def metric_name(test: str, n_prompt: int, n_gen: int, depth: int) -> str:
+    """The llama-bench test name of a measurement: 'pp512', 'tg128 @ d32768', 'pp4096+tg128'."""
+    base = {"pp": f"pp{n_prompt}", "tg": f"tg{n_gen}", "pg": f"pp{n_prompt}+tg{n_gen}"}[test]
+    return f"{base} @ d{depth}" if depth else base
 
 
 class BenchRecord(BaseModel):
@@ -75,9 +83,7 @@ class BenchRecord(BaseModel):
     @property
     def metric(self) -> str:
         """The llama-bench test name: 'pp512', 'tg128 @ d32768', 'pp4096+tg128'."""
-        base = {"pp": f"pp{self.n_prompt}", "tg": f"tg{self.n_gen}",
-                "pg": f"pp{self.n_prompt}+tg{self.n_gen}"}[self.test]
-        return f"{base} @ d{self.depth}" if self.depth else base
+        return metric_name(self.test, self.n_prompt, self.n_gen, self.depth)
 
     def config(self) -> tuple[str, int, int, str, str, str]:
         """The settable configuration (backend, batch, ubatch, fa, K type, V type), defaults filled."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from engine.curate.records import BenchRecord
+from engine.curate.records import BenchRecord, metric_name
 
 LONG_DEPTH = 16384  # prompt processing at this depth or more informs the long-context scenario
 
@@ -34,11 +33,9 @@ class Row(NamedTuple):
         return metric_of(self.cell)
 
 
-@functools.lru_cache(maxsize=65536)
 def metric_of(cell: tuple) -> str:
-    _, _, test, n_p, n_g, depth = cell
-    base = {"pp": f"pp{n_p}", "tg": f"tg{n_g}", "pg": f"pp{n_p}+tg{n_g}"}[test]
-    return f"{base} @ d{depth}" if depth else base
+    """The llama-bench test name of a cell (hw key, model, test, n_prompt, n_gen, depth)."""
+    return metric_name(*cell[2:])
 
 
 @dataclass(frozen=True)
