@@ -74,23 +74,21 @@ def make(where: str, fmt: str, raw: dict[str, Any]) -> Item:
 
 
 def num(v: Any, kind: type = float) -> Any:
+    """A number (float, or int through float: "512.0" -> 512); None when empty."""
     if v is None or (isinstance(v, str) and not v.strip()):
         return None
     try:
         return kind(float(v)) if kind is int else kind(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("inf")
         raise ValueError(f"not a number: {v!r}") from None
 
 
 def col(row: dict[str, Any], name: str, kind: type = float) -> Any:
     """A numeric column of a CSV row (None when empty); the error names the column."""
-    v = row.get(name)
-    if v is None or v == "" or (isinstance(v, str) and not v.strip()):
-        return None
     try:
-        return float(v) if kind is float else int(float(v))
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: not a number: {v!r}") from None
+        return num(row.get(name), kind)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
 
 
 def flag(v: Any) -> bool | None:

@@ -53,7 +53,8 @@ def model_info(name: str, quant: str | None = None, params_b: float | None = Non
     """Parse a model string ('Qwen3.6-35B-A3B-UD-Q4_K_XL', 'llama 7B Q4_K - Medium', ...)."""
     text = name.strip()
     head = re.sub(r"\s*[\[(].*$", "", text) or text
-    q = normalise_quant(quant) or _quant_of(head) or _quant_of(text)
+    head_quant = _quant_of(head)
+    q = normalise_quant(quant) or head_quant or _quant_of(text)
     total = params_b
     experts = _EXPERTS.search(text)
     if total is None and not experts:
@@ -73,7 +74,7 @@ def model_info(name: str, quant: str | None = None, params_b: float | None = Non
     prec = precision(q)
     sc = size_class(total)
     mclass = f"{'moe' if moe else 'dense'}-{sc}-{prec}" if sc and prec else None
-    key = head if _quant_of(head) or not q else f"{head} {q}"
+    key = head if head_quant or not q else f"{head} {q}"
     return ModelInfo(key=key, architecture=arch, params_b=total, active_params_b=active if moe else None,
                      moe=moe, quant=q, precision=prec, size_class=sc, model_class=mclass)
 

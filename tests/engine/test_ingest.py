@@ -170,3 +170,11 @@ def test_llama_bench_multi_gpu_info_counts_identical_cards(tmp_path: Path):
     recs = [r for r in read_file(f) if isinstance(r, BenchRecord)]
     assert recs[0].archetype == "nvidia-ada-sm_89-discrete-16gb-bw4-x2" and recs[0].gpu_count == 2
     assert recs[1].archetype == "nvidia-ada-sm_89-discrete-16gb-bw4"
+
+
+def test_an_infinite_integer_column_is_a_rejected_row_not_a_crash(tmp_path: Path):
+    f = tmp_path / "inf.csv"
+    f.write_text("source_url,hardware,gpu_family_or_arch,vram_gb,unified_memory,backend,model,test,batch,"
+                 "tokens_per_s\nx,AMD Radeon RX 7900 XTX,gfx1100,24,false,rocm,Qwen3-8B-Q4_K_M,pp512,inf,100\n")
+    (issue,) = read_file(f)
+    assert isinstance(issue, IngestIssue) and issue.message == "batch: not a number: 'inf'"
