@@ -60,8 +60,8 @@ def read_lemonade(label: str, text: str) -> Iterator[Item]:
                     continue
                 tps = (sc.get("tps") or {}).get("p50")
                 ttft = (sc.get("ttft_ms") or {}).get("p50")
-                n_in, n_out = int(sc.get("input_tokens") or 0), int(sc.get("output_tokens") or 0)
                 try:
+                    n_in, n_out = num(sc.get("input_tokens"), int) or 0, num(sc.get("output_tokens"), int) or 0
                     base = {"hardware": str(gpu.get("name") or hwd.get("cpu") or ""),
                             "cpu_name": str(hwd.get("cpu") or ""), "mem_gb": num(mem),
                             "unified": integrated, "gpu_count": len(gpus) or 0, "model": name, "quant": quant,
