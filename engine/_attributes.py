@@ -33,6 +33,14 @@ class Attribute:
             return False
         return abs(value) <= MAX_NUMBER  # False for NaN and inf too (and never overflows on a huge int)
 
+    def comparable(self, value: Any) -> bool:
+        """Can a condition value be compared with this attribute under ir.holds? Like `accepts`, except that
+        numeric attributes compare with any finite number (an int attribute against 2.5 is a valid IR test,
+        even though the rulebook loader asks for integers)."""
+        if self.kind == "int":
+            return not isinstance(value, bool) and isinstance(value, (int, float)) and abs(value) <= MAX_NUMBER
+        return self.accepts(value)
+
     def check_value(self, value: Any) -> str | None:
         """Why `value` cannot be compared with this attribute (None when fine)."""
         if self.accepts(value):

@@ -107,7 +107,7 @@ def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
     if op == "missing":
         return [(("$nex", a, 1),)]
     values = tuple(v) if op in ("in", "not_in") else (v,)
-    ok = [x for x in values if attr.accepts(x)]  # plan() rejected non-finite numbers
+    ok = [x for x in values if attr.comparable(x)]  # plan() rejected non-finite numbers
     if attr.kind == "float":
         ok = [float(x) for x in ok]
     ok = list(dict.fromkeys(ok))
