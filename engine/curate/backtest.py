@@ -12,6 +12,7 @@ from typing import Any
 from engine.curate.curate import Proto, Row, canonical, curate_rows, scenario_of
 from engine.curate.emit import ID_TAIL, write
 from engine.curate.records import DEFAULT_BATCH, DEFAULT_KV, DEFAULT_UBATCH
+from engine.curate.rows import config_medians
 from engine.curate.stats import median
 
 STATIC_ORDER = ("system", "metal", "cuda", "vulkan", "rocm", "cpu")  # Lemonade: first available wins
@@ -76,10 +77,7 @@ def _r2(x: float | None) -> float | None:
 
 def _best(rows: Sequence[Row]) -> float | None:
     """Tokens/s of the best measured configuration (median of its repeats); None without rows."""
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    for r in rows:
-        groups[r.cfg].append(r.tps)
-    return max(median(v) for v in groups.values()) if groups else None
+    return max(config_medians(rows).values(), default=None)
 
 
 def static_choice(available: Sequence[str]) -> dict[str, Any]:

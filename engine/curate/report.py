@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from engine.curate.curate import Choice, CurationResult, scenario_of
+from engine.curate.rows import config_medians
 from engine.curate.stats import median
 
 COLORS = {"rocm": "#d62728", "vulkan": "#1f77b4", "cuda": "#2ca02c", "metal": "#9467bd", "cpu": "#7f7f7f",
@@ -33,13 +34,13 @@ def _chart(hw: str, result: CurationResult) -> str | None:
     for ax, scen in zip(axes, ("chat", "coding", "long-context"), strict=True):
         cells = sorted(c for c in by_cell if scenario_of(c) == scen)
         backends = sorted({r.cfg[0] for c in cells for r in by_cell[c]})
+        meds = [config_medians(by_cell[c]) for c in cells]
         for i, b in enumerate(backends):
             ys = []
-            for c in cells:
-                meds = {cfg: median([x.tps for x in by_cell[c] if x.cfg == cfg]) for cfg in {x.cfg for x in by_cell[c]}}
-                mine = [m for cfg, m in meds.items() if cfg[0] == b]
+            for med in meds:
+                mine = [m for cfg, m in med.items() if cfg[0] == b]
                 if mine:  # the backend's best configuration (median of its repeats) / the test's best
-                    ys.append(max(mine) / max(meds.values()))
+                    ys.append(max(mine) / max(med.values()))
             if ys:
                 xs = [i + (j % 9 - 4) * 0.03 for j in range(len(ys))]
                 ax.scatter(xs, ys, s=12, alpha=0.6, color=COLORS.get(b, "#000"), label=b)

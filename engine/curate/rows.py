@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from engine.curate.records import BenchRecord, metric_name
+from engine.curate.stats import median
 
 LONG_DEPTH = 16384  # prompt processing at this depth or more informs the long-context scenario
 
@@ -118,3 +120,11 @@ def scenario_of(cell: tuple) -> str | None:
         return "long-context" if max(depth, n_p) >= LONG_DEPTH else "coding"
     return None
 
+
+
+def config_medians(rows: Iterable[Row]) -> dict[tuple, float]:
+    """Config -> median tokens/s of its rows (the repeats of one setting on one test)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[r.cfg].append(r.tps)
+    return {cfg: median(v) for cfg, v in groups.items()}
