@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 Backend = Literal["system", "metal", "cuda", "vulkan", "rocm", "cpu", "sycl", "opencl", "npu"]
 TestKind = Literal["pp", "tg", "pg"]
@@ -27,7 +26,7 @@ def metric_name(test: str, n_prompt: int, n_gen: int, depth: int) -> str:
 class BenchRecord(BaseModel):
     """One throughput measurement: hardware x model x backend/parameters x test -> tokens/s."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # no inf/NaN tokens/s
 
     where: str  # "file:line" of the row (or "file:$.models[0].results[1]..." for JSON)
     source: str  # URL or file the number comes from
@@ -72,13 +71,6 @@ class BenchRecord(BaseModel):
     build: str = ""  # "b6077" / commit; empty when unknown
     build_number: int | None = None
     date: str = ""  # ISO "YYYY-MM-DD" (day 01 / month 01 when the source gave less); empty when unknown
-
-    @field_validator("tps")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("tokens/s must be finite")
-        return v
 
     @property
     def metric(self) -> str:
