@@ -19,6 +19,7 @@ MIN_WIN_SHARE = 0.6  # consistency: the winner must be faster in at least 60 % o
 # One-backend data on platforms with one native backend (NVIDIA CUDA, Apple Metal, CPU): no choice is
 # claimed, the rule restates that backend and carries the measured speed (the expected tokens/s).
 NATIVE = {"nvidia": "cuda", "apple": "metal", "cpu": "cpu"}
+_DEFAULTS = {"ubatch": DEFAULT_UBATCH, "batch": DEFAULT_BATCH}  # llama.cpp's, never claimed as a win
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _as_measured(cells, by_cell, backend, param):
     """A parameter never varied for `backend` here but always set to one non-default value: keep it."""
     rows = [r for c in cells for r in by_cell.get(c, ()) if r.cfg[0] == backend]
     vals = {_param_value(r.cfg, param) for r in rows}
-    default = {"ubatch": DEFAULT_UBATCH, "batch": DEFAULT_BATCH}.get(param)
+    default = _DEFAULTS.get(param)
     if len(vals) != 1 or None in vals or len(rows) < MIN_ROWS:
         return "not varied"
     (value,) = vals
@@ -178,8 +179,7 @@ def choose_param(cells, values, backend, param, kept_by_cell):
     if isinstance(d, str):
         return d
     win, run, margin, nz, shared = d
-    default = {"ubatch": str(DEFAULT_UBATCH), "batch": str(DEFAULT_BATCH)}.get(param)
-    if win == default:
+    if param in _DEFAULTS and win == str(_DEFAULTS[param]):
         return "the default wins"
     both = sorted({c[0] for c, v in per_cell.items() if win in v and run in v})  # the compared tests only
     rows = [r for c in both for r in kept_by_cell.get(c, ())
