@@ -8,7 +8,7 @@ from typing import Any
 from facts.errors import FactsInputError
 from facts.models import ModelFacts
 
-MIB, GIB = 1 << 20, 1 << 30
+MIB = 1 << 20
 # ggml KV cache types: (elements per block, bytes per block)  (ggml.c type_traits)
 CACHE_TYPES: dict[str, tuple[int, int]] = {
     "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q5_1": (32, 24), "q5_0": (32, 22),

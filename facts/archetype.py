@@ -7,9 +7,8 @@ import math
 import re
 
 from facts import catalog
-from facts.models import GPU, Archetype, HardwareFacts
+from facts.models import GIB, GPU, Archetype, HardwareFacts
 
-GIB = 1024**3
 BUCKETS_GB = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
 BUCKET_TOLERANCE = 0.03  # a "24 GB" card reporting 23.98 GiB stays in 24
 # RAM sizes machines are sold with (the box size), for rounding the usable RAM a system reports

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from facts.models import GIB
+
 if TYPE_CHECKING:
     from facts.models import GPU
 
-GIB = 1024**3
 VRAM_TOLERANCE = 0.03  # a "24 GB" card reports 23.98 GiB
 
 # device classes whose memory is the system RAM pool (the GPU sits in the CPU package / SoC)

@@ -11,7 +11,6 @@ from cachetools import LRUCache
 
 from facts._estimate import (
     CACHE_TYPES,
-    GIB,
     MIB,
     QUANTISED,
     Config,
@@ -22,7 +21,7 @@ from facts._estimate import (
     layout,
     validate,
 )
-from facts.models import HardwareFacts, ModelFacts
+from facts.models import GIB, HardwareFacts, ModelFacts
 
 FLOOR_CTX, EMBEDDING_FLOOR_CTX, UNKNOWN_MAX_CTX = 4096, 8192, 32768
 ALL_LAYERS = 999

@@ -10,9 +10,8 @@ from typing import Any
 from facts import catalog
 from facts.archetype import nominal_gb
 from facts.errors import FactsInputError
-from facts.models import CPU, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
+from facts.models import CPU, GIB, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
 
-GIB = 1024**3
 KIND = "system-info"
 MAX_PLAUSIBLE_GIB = 4096.0  # no single device or machine in scope has more
 _SIZE = re.compile(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*(TB|GB|MB|TiB|GiB|MiB)?\s*$", re.IGNORECASE)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from facts._estimate import (
     CACHE_TYPES,
-    GIB,
     MIB,
     QUANTISED,
     Config,
@@ -17,7 +16,7 @@ from facts._estimate import (
     row_bytes,
     validate,
 )
-from facts.models import GPU, HardwareFacts
+from facts.models import GIB, GPU, HardwareFacts
 
 __all__ = [
     "CACHE_TYPES",

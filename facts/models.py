@@ -12,6 +12,8 @@ OSName = Literal["linux", "windows", "macos", "unknown"]
 MemClass = Literal["discrete", "unified"]
 Confidence = Literal["high", "medium", "low"]
 
+GIB = 1 << 30  # bytes per GiB: the one definition for every facts module
+
 
 class Fact(BaseModel):
     """Base for every fact model: frozen, no unknown keys, no NaN/inf."""

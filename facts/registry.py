@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from facts.errors import ModelFactsError
-from facts.models import ModelFacts
+from facts.models import GIB, ModelFacts
 
 __all__ = [
     "fallback_model_facts",
@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "data" / "server_models.json"
-GIB = 1 << 30
 GB = 10**9  # Lemonade's registry `size` is in GB (decimal)
 
 _QUANT = re.compile(

@@ -7,9 +7,8 @@ from itertools import pairwise
 from facts.archetype import nominal_gb
 from facts.detect import _cgroup
 from facts.detect._probe import Probe
-from facts.models import Memory
+from facts.models import GIB, Memory
 
-GIB = 1 << 30
 _WORKING_SET_ANCHORS = ((16.0, 2 / 3), (64.0, 0.75), (128.0, 0.84))  # (RAM GiB, Metal working-set share)
 
 
