@@ -30,6 +30,20 @@ def _lemonade_model(name: str) -> tuple[str, str | None]:
     return name, quant
 
 
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _p50(scenario: dict, key: str) -> float | None:
+    """The p50 of a stat block ({"mean", "min", "max", "p50", "p95"}); ValueError names a malformed one."""
+    block = scenario.get(key)
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise ValueError(f"{key}: expected a stats object, got {block!r}")
+    return num(block.get("p50"))
+
+
 def read_lemonade(label: str, text: str) -> Iterator[Item]:
     try:
         doc = json.loads(text)
@@ -47,20 +61,28 @@ def read_lemonade(label: str, text: str) -> Iterator[Item]:
     mem = hwd.get("ram_gb") if integrated else gpu.get("vram_gb")
     versions = hwd.get("backends") if isinstance(hwd.get("backends"), dict) else {}
     for mi, model in enumerate(doc["models"]):
+        if not isinstance(model, dict):
+            yield IngestIssue(where=f"{label}:$.models[{mi}]", message="expected an object")
+            continue
         name, quant = _lemonade_model(str(model.get("model") or ""))
         date = iso_date(str(model.get("timestamp") or doc.get("timestamp") or ""))
-        for ri, res in enumerate(model.get("results") or []):
+        for ri, res in enumerate(_list(model.get("results"))):
+            if not isinstance(res, dict):
+                yield IngestIssue(where=f"{label}:$.models[{mi}].results[{ri}]", message="expected an object")
+                continue
             args = _args(str(res.get("backend_args") or ""))
             backend = str(res.get("backend") or "")
             build, build_n = build_of(versions.get(f"{res.get('recipe', 'llamacpp')}/{backend}"))
-            for si, sc in enumerate(res.get("scenarios") or []):
+            for si, sc in enumerate(_list(res.get("scenarios"))):
                 where = f"{label}:$.models[{mi}].results[{ri}].scenarios[{si}]"
+                if not isinstance(sc, dict):
+                    yield IngestIssue(where=where, message="expected an object")
+                    continue
                 if sc.get("all_runs_failed"):
                     yield IngestIssue(where=where, message="all runs failed: no measurement")
                     continue
-                tps = (sc.get("tps") or {}).get("p50")
-                ttft = (sc.get("ttft_ms") or {}).get("p50")
                 try:
+                    tps, ttft = _p50(sc, "tps"), _p50(sc, "ttft_ms")
                     n_in, n_out = num(sc.get("input_tokens"), int) or 0, num(sc.get("output_tokens"), int) or 0
                     base = {"hardware": str(gpu.get("name") or hwd.get("cpu") or ""),
                             "cpu_name": str(hwd.get("cpu") or ""), "mem_gb": num(mem),
@@ -76,8 +98,8 @@ def read_lemonade(label: str, text: str) -> Iterator[Item]:
                     continue
                 if tps:
                     yield make(where + ".tps", "lemonade-bench",
-                               {**base, "test": "tg", "n_gen": n_out, "depth": n_in, "tps": float(tps)})
+                               {**base, "test": "tg", "n_gen": n_out, "depth": n_in, "tps": tps})
                 if ttft and n_in:  # prompt tokens/s over the time to first token (prompt processing)
                     yield make(where + ".ttft_ms", "lemonade-bench",
-                               {**base, "test": "pp", "n_prompt": n_in, "tps": n_in / (float(ttft) / 1000.0)})
+                               {**base, "test": "pp", "n_prompt": n_in, "tps": n_in / (ttft / 1000.0)})
 

@@ -178,3 +178,26 @@ def test_an_infinite_integer_column_is_a_rejected_row_not_a_crash(tmp_path: Path
                  "tokens_per_s\nx,AMD Radeon RX 7900 XTX,gfx1100,24,false,rocm,Qwen3-8B-Q4_K_M,pp512,inf,100\n")
     (issue,) = read_file(f)
     assert isinstance(issue, IngestIssue) and issue.message == "batch: not a number: 'inf'"
+
+
+def test_malformed_lemonade_bench_parts_are_rejected_not_crashes(tmp_path: Path):
+    """A damaged Lemonade bench file: each bad model / result / scenario is a located issue, the rest is read."""
+    import json
+
+    doc = json.loads((FIX / "lemonade/strix-halo-128gb_qwen3-coder-30b-a3b_args-sweep.json").read_text())
+    good = len(records("lemonade/strix-halo-128gb_qwen3-coder-30b-a3b_args-sweep.json"))
+    res = doc["models"][0]["results"]
+    res[0]["scenarios"][0] = "not an object"
+    res[0]["scenarios"][1]["tps"] = 12.5  # a bare number where a stats block belongs
+    res.append(["not", "a", "result"])
+    doc["models"].append(42)
+    path = tmp_path / "damaged-bench.json"
+    path.write_text(json.dumps(doc))
+    items = list(read_file(path))
+    bad = {i.where.split(":", 1)[1]: i.message for i in items if isinstance(i, IngestIssue)}
+    assert bad["$.models[0].results[0].scenarios[0]"] == "expected an object"
+    assert "tps: expected a stats object" in bad["$.models[0].results[0].scenarios[1]"]
+    assert bad[f"$.models[0].results[{len(res) - 1}]"] == "expected an object"
+    assert bad["$.models[1]"] == "expected an object"
+    kept = [i for i in items if isinstance(i, BenchRecord)]
+    assert 0 < len(kept) < good
