@@ -46,10 +46,16 @@ def precision(quant: str | None) -> str | None:
     return "16bit" if q in _SIXTEEN else "quantized"
 
 
-def model_class(model: ModelFacts) -> str | None:
-    """`{dense|moe}-{size class}-{precision}` e.g. 'moe-large-quantized'; None when size or quant is unknown."""
-    sc = size_class(model.params_b)
-    pr = precision(model.quant)
+def class_name(is_moe: bool, params_b: float | None, quant: str | None) -> str | None:
+    """`{dense|moe}-{size class}-{precision}` e.g. 'moe-large-quantized'; None when size or quant is unknown.
+    The one spelling of a model class, for rules (ModelFacts) and curation (benchmark rows) alike."""
+    sc = size_class(params_b)
+    pr = precision(quant)
     if sc is None or pr is None:
         return None
-    return f"{'moe' if model.is_moe else 'dense'}-{sc}-{pr}"
+    return f"{'moe' if is_moe else 'dense'}-{sc}-{pr}"
+
+
+def model_class(model: ModelFacts) -> str | None:
+    """The model class of `model` (see class_name)."""
+    return class_name(model.is_moe, model.params_b, model.quant)

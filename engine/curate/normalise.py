@@ -6,7 +6,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from facts.modelclass import normalise_quant, precision, size_class
+from facts.modelclass import class_name, normalise_quant, precision, size_class
 
 _QUANT = re.compile(
     r"(?<![A-Za-z0-9])((?:UD[-_])?(?:I?Q[1-8](?:_[0-9A-Z]+)*|MXFP4(?:_MOE)?|BF16|F16|F32|FP16|FP32|TQ[12]_0))"
@@ -73,7 +73,7 @@ def model_info(name: str, quant: str | None = None, params_b: float | None = Non
         active = None
     prec = precision(q)
     sc = size_class(total)
-    mclass = f"{'moe' if moe else 'dense'}-{sc}-{prec}" if sc and prec else None
+    mclass = class_name(moe, total, q)
     key = head if head_quant or not q else f"{head} {q}"
     return ModelInfo(key=key, architecture=arch, params_b=total, active_params_b=active if moe else None,
                      moe=moe, quant=q, precision=prec, size_class=sc, model_class=mclass)
