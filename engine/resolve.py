@@ -238,18 +238,11 @@ def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -
     """
     for line in fit.notes:  # an estimated model's note comes with them
         rec.emit("note", rule_id="memory-fit", message=line)
-    changed = fit.changed
-    new_params = fit.params
     for parameter in (*MEMORY_PARAMS, *CACHE_PARAMS):
         d = decisions.get(parameter)
-        if d is None or parameter not in new_params or new_params[parameter] == d.value:
+        if d is None or parameter not in fit.changed:  # only what the guard changed, with its reason
             continue
-        if parameter in CACHE_PARAMS and parameter not in changed:
-            continue  # only a correction llama.cpp needs ("default" is made concrete, not changed)
-        value = new_params[parameter]
-        if parameter == "n_cpu_moe" and d.value == "default" and value == 0:
-            continue  # no expert on the CPU is llama.cpp's default: keep emitting no flag
-        reason = changed.get(parameter, (d.value, value, "memory fit"))[2]
+        _, value, reason = fit.changed[parameter]
         if d.rule_id == USER_OVERRIDE_ID:
             rec.emit("note", rule_id="memory-fit", parameter=parameter, value=value,
                      message=f"kept the user's {parameter}={d.value}; the memory fit suggests {value} ({reason})")

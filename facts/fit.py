@@ -263,7 +263,9 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fi
     elif ngl_in in (None, "auto", "default", "all") and (ngl_in != "all" or ngl_out != ALL_LAYERS):
         changed["n_gpu_layers"] = (ngl_in, ngl_out, "CPU backend" if check.gpu is None
                                    else placement_note or "all layers fit the GPU budget")
-    if model.is_moe and moe_in != concrete["n_cpu_moe"]:
+    moved = concrete["n_cpu_moe"]
+    if model.is_moe and moe_in != moved and (moved > 0 or moe_in not in (None, "auto", "default")):
+        # "auto"/"default" -> 0 is not a change: no expert on the CPU is llama.cpp's own default
         changed["n_cpu_moe"] = (moe_in, concrete["n_cpu_moe"], placement_note or "all experts fit the GPU budget")
     notes = _notes(est, check, fits, placement_note)
     return Fit(params=concrete, changed=changed, notes=notes, estimate=est, estimated=est.estimated, fits=fits,

@@ -168,7 +168,8 @@ def test_memory_guard_records_the_change_and_keeps_user_values():
     ds = {"ctx_size": dec("ctx_size", "auto"), "n_gpu_layers": dec("n_gpu_layers", 999, "user-override"),
           "n_cpu_moe": dec("n_cpu_moe", "default")}
     fit = FitResult({"ctx_size": 32768, "n_gpu_layers": 30, "n_cpu_moe": "default"},
-                    {"ctx_size": ("auto", 32768, "KV 4.0 GiB fits the 20.1 GiB budget")},
+                    {"ctx_size": ("auto", 32768, "KV 4.0 GiB fits the 20.1 GiB budget"),
+                     "n_gpu_layers": (999, 30, "30 of 48 layers on the GPU")},  # as facts.memory.guard reports it
                     ("weights 12.0 GiB + KV 4.0 GiB <= budget 20.1 GiB",))
     rec = TraceRecorder()
     memory_guard(ds, fit, rec)
