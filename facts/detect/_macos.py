@@ -70,8 +70,14 @@ def cpu_from_sysctl(values: dict[str, str]) -> CPU:
         prov["name"] = f"{src} machdep.cpu.brand_string"
     if isa:
         prov["isa"] = f"{src} hw.optional.*"
-    arch = "arm64" if arm else ("x86_64" if "hw.optional.avx1_0" in values or name and "Intel" in name else "unknown")
-    prov["arch"] = f"{src} hw.optional.arm64"
+    if arm:
+        arch, prov["arch"] = "arm64", f"{src} hw.optional.arm64"
+    elif "hw.optional.avx1_0" in values:
+        arch, prov["arch"] = "x86_64", f"{src} hw.optional.avx1_0 (an x86 feature flag)"
+    elif name and "Intel" in name:
+        arch, prov["arch"] = "x86_64", f"{src} machdep.cpu.brand_string (an Intel CPU)"
+    else:
+        arch = "unknown"
     return CPU(name=name, arch=arch, isa=tuple(sorted(isa)), provenance=prov, **fields)  # type: ignore[arg-type]
 
 

@@ -101,3 +101,14 @@ def test_darwin_garbage_json_degrades(tmp_path):
 def test_mac_nominal_ram_is_the_installed_size(gib, nominal):
     # Apple sells 18 / 36 / 96 GB configurations; hw.memsize reports the installed RAM exactly
     assert _macos.mac_nominal_gb(gib * GIB) == nominal
+
+
+def test_the_arch_provenance_names_the_fact_it_came_from():
+    arm = _macos.cpu_from_sysctl({"hw.optional.arm64": "1"})
+    assert (arm.arch, arm.provenance["arch"]) == ("arm64", "sysctl hw.optional.arm64")
+    intel = _macos.cpu_from_sysctl({"machdep.cpu.brand_string": "Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz"})
+    assert intel.arch == "x86_64" and "brand_string" in intel.provenance["arch"]
+    flags = _macos.cpu_from_sysctl({"hw.optional.avx1_0": "1"})
+    assert flags.arch == "x86_64" and "avx1_0" in flags.provenance["arch"]
+    unknown = _macos.cpu_from_sysctl({})
+    assert unknown.arch == "unknown" and "arch" not in unknown.provenance
