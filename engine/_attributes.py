@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from engine.errors import EngineError
-from engine.params import BACKENDS, RECIPES
+from engine.errors import ContextError
+from engine.params import BACKENDS, RECIPE_NAMES
 
 Kind = Literal["str", "int", "float", "bool", "set"]
 MAX_NUMBER = 2**53  # exact in JSON doubles (durable-rules parses numbers in C)
@@ -85,7 +85,7 @@ CONTEXT_ATTRIBUTES: Mapping[str, Attribute] = MappingProxyType({a.name: a for a 
     _A("backends", "set", BACKENDS),
     _A("installed", "set", BACKENDS),  # subset of `backends` already installed
     _A("lemonade_default", "str", BACKENDS),  # Lemonade's default_backend for the recipe
-    _A("recipe", "str", RECIPES),
+    _A("recipe", "str", RECIPE_NAMES),
     _A("architecture", "str"),
     _A("quant", "str"),
     _A("precision", "str", ("16bit", "quantized")),
@@ -114,10 +114,6 @@ KIND_OPS: Mapping[str, frozenset[str]] = MappingProxyType({
     "float": frozenset({"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "exists", "missing"}),
     "set": frozenset({"eq", "ne", "in", "not_in", "contains", "exists", "missing"}),
 })
-
-
-class ContextError(EngineError, ValueError):
-    """A context that is not flat and typed (None, NaN, a string number, an unknown key)."""
 
 
 def validate_context(context: Mapping[str, Any],

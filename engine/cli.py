@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from engine import commands
+from engine._version import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engine",
         description="Lemonade auto-tune: hardware + model facts -> rulebook -> backend and llama.cpp flags.",
     )
+    parser.add_argument("--version", action="version", version=f"lemonade-autotune {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -28,27 +30,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, code: int, records: list[dict], message: str) -> int:
+    """Report an error: stderr always; with --json also an `error` envelope on stdout (for lemond)."""
+    print(f"engine {args.verb}: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        from engine.commands._common import print_json
+
+        print_json("error", {"exit_code": code}, records)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; map errors to exit codes: 2 for user input, 3 for a bug in our code."""
-    from engine.errors import EngineError
+    """Run one verb; map errors to exit codes: 2 for the user's input, 3 for a bug in our code."""
+    from engine.errors import INTERNAL_HINT, EngineError
     from facts.errors import FactsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FactsError, EngineError, OSError) as err:
-        print(f"engine {args.verb}: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", EXIT_USAGE)  # a class may name its own code
+    except (FactsError, EngineError) as err:
+        if err.exit_code == EXIT_INTERNAL:
+            traceback.print_exc()
+            return _fail(args, EXIT_INTERNAL, err.records(), f"{err}\n{INTERNAL_HINT}")
+        return _fail(args, err.exit_code, err.records(), str(err))
+    except OSError as err:  # a file the user named cannot be read or written
+        where = err.filename if isinstance(err.filename, str) else None
+        return _fail(args, EXIT_USAGE, [{"code": "os_error", "message": str(err), "location": where}], str(err))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception:  # a bug in our code, not the user's input
+    except Exception as err:  # a bug in our code, not the user's input
         traceback.print_exc()
-        print(f"engine {args.verb}: internal error (exit 3); please report it with the trace above",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return _fail(args, EXIT_INTERNAL, [{"code": "internal", "message": repr(err), "location": None}],
+                     f"internal error (exit 3): {INTERNAL_HINT}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Literal
 
 from engine import ir
 from engine._regions import implies, overlap, reachable
-from engine.params import PARAMETERS
+from engine.recipes import RECIPES
 from engine.rulebook import (
     LocatedError,
     RulebookError,
@@ -156,28 +156,52 @@ def check_unreachable(book: ir.Rulebook, where: _Locator, dead: Set[str]) -> Ite
                            f"{r.id}: its conditions can never hold together")
 
 
+def _recipes_of(rule: ir.Rule) -> tuple[str, ...] | None:
+    """The recipes a rule is limited to by `recipe` conditions (None: its `when` also tests other facts)."""
+    allowed: set[str] = set(RECIPES)
+    for c in rule.when:
+        if c.attr != "recipe":
+            return None
+        if c.op == "eq":
+            allowed &= {c.value}
+        elif c.op == "in":
+            allowed &= set(c.value)
+        elif c.op == "ne":
+            allowed -= {c.value}
+        elif c.op == "not_in":
+            allowed -= set(c.value)
+        else:
+            return None
+    return tuple(sorted(allowed))
+
+
 def check_defaults(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
-    """Every parameter has a recipe-default rule whose `when` is empty or names only the recipe."""
-    have: set[str] = set()
+    """Every parameter of every recipe has a recipe-default rule whose `when` is empty or names only recipes.
+
+    `backend` only for recipes that run anywhere (llamacpp): for the others no available backend means the
+    recipe cannot run here, which recommend reports as such."""
+    have: dict[str, set[str]] = {name: set() for name in RECIPES}
     conditional: dict[str, ir.Rule] = {}
     for r in book.rules:
         if r.layer != "recipe-default":
             continue
-        if all(c.attr == "recipe" for c in r.when):
-            have.update(r.set)
+        for name in _recipes_of(r) or ():
+            have[name].update(r.set)
         for p in r.set:
             conditional.setdefault(p, r)
-    for p in PARAMETERS:
-        if p in have:
-            continue
-        message = (f"parameter {p!r} has no recipe-default rule with an empty or recipe-only `when`, so some "
-                   f"contexts get no value; add one (e.g. `when: {{recipe: llamacpp}}`, priority 0)")
-        if p in conditional:
-            r = conditional[p]
-            yield _finding(where, r, "error", "no-default", message + f"; {r.id} here only sets it conditionally")
-        else:
-            path, line = where.root()
-            yield Finding(path, line, "error", "no-default", message)
+    for name, recipe in RECIPES.items():
+        for p in recipe.parameters:
+            if p in have[name] or (p == "backend" and not recipe.runs_anywhere):
+                continue
+            message = (f"parameter {p!r} of recipe {name} has no recipe-default rule with an empty or recipe-only "
+                       f"`when`, so some contexts get no value; add one (e.g. `when: {{recipe: {name}}}`, "
+                       "priority 0)")
+            if p in conditional:
+                r = conditional[p]
+                yield _finding(where, r, "error", "no-default", message + f"; {r.id} here only sets it conditionally")
+            else:
+                path, line = where.root()
+                yield Finding(path, line, "error", "no-default", message)
 
 
 def check_capacity(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:

@@ -8,34 +8,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from cachetools import LRUCache
-
-from engine.errors import UsageError
+from engine.errors import ResolutionError, UsageError
 from engine.ir import Rule, Rulebook
-from engine.resolve import (
-    Decision,
-    consistency_guards,
-    guard_change,
-    memory_guard,
-    resolve_backend,
-    resolve_parameters,
-)
+from engine.resolve import Decision, resolve_backend, resolve_parameters
 from engine.trace import TraceEvent, TraceRecorder
 
 if TYPE_CHECKING:
+    from engine.evaluators import Evaluator
+    from engine.session import Engine
     from facts.models import Archetype, HardwareFacts, ModelFacts
-
-# Lemonade's bench scenario names and categories (../shared/lemonade/bench_scenarios.json), plus ours.
-SCENARIOS: frozenset[str] = frozenset({
-    "chat", "coding", "long-context", "embed", "imagegen",
-    "chat-short", "chat-long-output", "code-short", "code-explain", "code-debug",
-    "context-32k", "context-64k", "context-128k", "context-multi-turn",
-    "embed-small-string", "embed-small-array", "embed-long-string", "embed-long-array",
-    "image-text0", "image-text1", "image-text2", "image-text3", "image-text4", "image-text5",
-    "image-text6", "image-small-cartoon", "image-big-cartoon", "image-small-no-style",
-    "image-big-no-style", "image-small-photo", "image-big-photo",
-})
-
 
 @dataclass(frozen=True)
 class Expected:
@@ -82,53 +63,43 @@ class Recommendation:
 
     def recipe_options(self) -> dict[str, Any]:
         """Lemonade recipe options, e.g. {"llamacpp_backend", "llamacpp_args", "ctx_size"}."""
-        from engine.render import recipe_options
+        from engine.recipes import get
 
-        return recipe_options(self.recipe, self.values())
+        return get(self.recipe).render(self.values())
 
 
-# ---- rulebooks and evaluators, loaded once -------------------------------------------------------
+# ---- the default Engine per (rulebook, evaluator) -------------------------------------------------
 
 _LOCK = threading.Lock()
-_DEFAULT_RULEBOOK: list[Rulebook] = []
-_EVALUATORS: dict[tuple[str, str | None], Any] = {}
-_CACHE: LRUCache = LRUCache(maxsize=4096)  # content key -> Recommendation
-_BY_ID: LRUCache = LRUCache(maxsize=1024)  # identity key -> (facts, model, Recommendation)
+_ENGINES: dict[tuple[str | None, str | None], Engine] = {}
+
+
+def engine_for(rulebook: Rulebook | None = None, evaluator: str | None = None) -> Engine:
+    """The shared Engine for a rulebook (None = the bundled one) and evaluator name, made once."""
+    key = (rulebook.digest if rulebook is not None else None, evaluator)
+    eng = _ENGINES.get(key)
+    if eng is None:
+        with _LOCK:
+            eng = _ENGINES.get(key)
+            if eng is None:
+                from engine.session import Engine
+
+                eng = _ENGINES[key] = Engine(rulebook, evaluator=evaluator)
+    return eng
 
 
 def default_rulebook() -> Rulebook:
-    """The bundled rulebook, loaded once (lazily, under a lock)."""
-    if not _DEFAULT_RULEBOOK:
-        with _LOCK:
-            if not _DEFAULT_RULEBOOK:
-                from engine.rulebook import load_rulebook
-
-                _DEFAULT_RULEBOOK.append(load_rulebook())
-    return _DEFAULT_RULEBOOK[0]
-
-
-def _evaluator(rulebook: Rulebook, name: str | None) -> Any:
-    key = (rulebook.digest, name)
-    ev = _EVALUATORS.get(key)
-    if ev is None:
-        with _LOCK:
-            ev = _EVALUATORS.get(key)
-            if ev is None:
-                from engine.evaluators import make_evaluator
-
-                ev = _EVALUATORS[key] = make_evaluator(rulebook, engine=name)
-    return ev
+    """The bundled rulebook, loaded once."""
+    return engine_for().rulebook
 
 
 def clear_cache() -> None:
-    """Forget cached recommendations and compiled evaluators (tests, rulebook reloads)."""
+    """Forget the shared engines (their caches and evaluators); calls in flight finish on theirs."""
     with _LOCK:
-        _CACHE.clear()
-        _BY_ID.clear()
-        for ev in _EVALUATORS.values():
-            ev.close()  # frees durable-rules rulesets (a no-op for the Python evaluator)
-        _EVALUATORS.clear()
-        _DEFAULT_RULEBOOK.clear()
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for eng in engines:
+        eng.close()
 
 
 # ---- overrides -------------------------------------------------------------------------------------
@@ -152,104 +123,66 @@ def validate_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         raise UsageError("invalid override(s): " + "; ".join(lines)) from None
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
 # ---- the API ----------------------------------------------------------------------------------------
 
 def recommend(facts: HardwareFacts, model: ModelFacts, *, scenario: str = "chat",
               rulebook: Rulebook | None = None, evaluator: str | None = None,
               overrides: Mapping[str, Any] | None = None, memory_fit: bool = True) -> Recommendation:
-    """Backend and llama.cpp parameters for `model` on `facts`, with provenance for every value."""
-    if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario!r}; expected one of {', '.join(sorted(SCENARIOS))}")
-    book = rulebook if rulebook is not None else default_rulebook()
-    checked = validate_overrides(overrides)
-    over = tuple(sorted((k, _freeze(v)) for k, v in checked.items()))
-    id_key = (id(facts), id(model), scenario, book.digest, evaluator, over, memory_fit)
-    with _LOCK:  # cachetools caches are not thread-safe (a hit reorders the LRU)
-        hit = _BY_ID.get(id_key)
-    if hit is not None and hit[0] is facts and hit[1] is model:
-        return hit[2]
-    key = (facts.model_dump_json(), model.model_dump_json(), scenario, book.digest, evaluator, over,
-           memory_fit)
-    with _LOCK:
-        rec = _CACHE.get(key)
-    if rec is None:
-        rec = _recommend(facts, model, scenario, book, evaluator, checked, memory_fit)
-        with _LOCK:
-            rec = _CACHE.setdefault(key, rec)
-    with _LOCK:
-        _BY_ID[id_key] = (facts, model, rec)
-    return rec
+    """Backend and parameters for `model` on `facts`, with provenance for every value.
+
+    The convenience over a shared `engine.session.Engine` (one per rulebook and evaluator): pure, cached,
+    thread-safe. A server that reloads its rulebook holds an Engine of its own.
+    """
+    return engine_for(rulebook, evaluator).recommend(facts, model, scenario=scenario, overrides=overrides,
+                                                     memory_fit=memory_fit)
 
 
-def _recommend(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
-               evaluator: str | None, overrides: dict[str, Any], memory_fit: bool) -> Recommendation:
+def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook, ev: Evaluator,
+            overrides: Mapping[str, Any], memory_fit: bool) -> Recommendation:
+    """One recommendation, uncached: context -> two-phase resolution -> the recipe's guards."""
+    from engine import recipes, scenarios
     from engine.context import build_context
-    from engine.params import PARAMETERS
     from facts.archetype import classify
     from facts.errors import FactsError
-    from facts.memory import fit_context, guard
 
-    if "backend" in overrides:
-        from engine.params import RECIPE_BACKENDS, backend_allowed
-
-        if not backend_allowed(model.recipe, overrides["backend"]):
-            raise UsageError(f"backend {overrides['backend']!r} does not exist for recipe {model.recipe!r} "
-                             f"(one of {', '.join(RECIPE_BACKENDS.get(model.recipe, ())) or 'none known'})")
+    scenarios.check(scenario)
+    recipe = recipes.get(model.recipe)
+    foreign = [p for p in overrides if p not in recipe.parameters]
+    if foreign:
+        raise UsageError(f"--set {', '.join(foreign)}: not a parameter of recipe {recipe.name} "
+                         f"(its parameters: {', '.join(recipe.parameters)})")
+    if "backend" in overrides and overrides["backend"] not in recipe.backends:
+        raise UsageError(f"backend {overrides['backend']!r} does not exist for recipe {recipe.name!r} "
+                         f"(one of {', '.join(recipe.backends)})")
     archetype = classify(hw)
-    ev = _evaluator(book, evaluator)
     rec = TraceRecorder()
     fit_facts = None
     if memory_fit:  # without the memory model there are no fit facts and no memory guard
         try:
-            fit_facts = fit_context(hw, model)
+            fit_facts = recipe.fit_facts(hw, model)
         except FactsError as err:
             rec.emit("note", rule_id="memory-fit", message=f"no memory facts: {err}")
     context = build_context(hw, archetype, model, scenario=scenario, fit=fit_facts)
     seen: set[str] = set()
-    backend, matched1 = resolve_backend(ev.match, context, overrides, rec, seen)
+    try:
+        backend, matched1 = resolve_backend(ev.match, context, overrides, rec, seen)
+    except ResolutionError:
+        if "backends" in context:  # backends exist, the rulebook proposes none of them: a rulebook gap
+            raise
+        raise recipe.unavailable(hw, model) from None
     context2 = {**context, "backend": backend.value}
-    decisions, matched2 = resolve_parameters(ev.match, context2, PARAMETERS, overrides, rec, seen)
+    decisions, matched2 = resolve_parameters(ev.match, context2, recipe.parameters, overrides, rec, seen)
     decisions = {"backend": backend, **decisions}
-    consistency_guards(decisions, rec)
-    if memory_fit:
-        try:
-            fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
-        except FactsError as err:  # too little is known to size memory: the rules' values stand
-            rec.emit("note", rule_id="memory-fit", message=f"memory guard skipped: {err}")
-        else:
-            memory_guard(decisions, fit, rec)
-    _resolve_threads(decisions, hw, rec)
+    recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit)
     by_id = {r.id: r for r in (*matched1, *matched2)}
     return Recommendation(
-        archetype=archetype, recipe=model.recipe, scenario=scenario,
-        decisions=MappingProxyType({p: decisions[p] for p in PARAMETERS if p in decisions}),
+        archetype=archetype, recipe=recipe.name, scenario=scenario,
+        decisions=MappingProxyType({p: decisions[p] for p in recipe.parameters if p in decisions}),
         trace=rec.freeze(), evaluator=ev.name, rulebook=book.name, rulebook_digest=book.digest,
         expected=_expected(backend.value, tuple(matched1)), context=MappingProxyType(context2),
         matched=tuple(by_id),
         rules=book.rules,
     )
-
-
-def _resolve_threads(decisions: dict[str, Decision], hw: HardwareFacts, rec: TraceRecorder) -> None:
-    """`physical-cores` / `performance-cores` become a number (or `default` when unknown)."""
-    d = decisions.get("threads")
-    if d is None or d.value not in ("physical-cores", "performance-cores"):
-        return
-    cpu = hw.cpu
-    n = cpu.performance_cores if d.value == "performance-cores" else None
-    n = n or cpu.physical_cores
-    if n:
-        decisions["threads"] = guard_change(d, int(n), "threads-from-cores", "engine/recommend.py", rec,
-                                            f"{d.value} = {n} on this CPU")
-    else:
-        decisions["threads"] = guard_change(d, "default", "threads-from-cores", "engine/recommend.py", rec,
-                                            f"{d.value} unknown on this CPU; llama.cpp's default applies")
 
 
 # context attributes that describe the model: evidence of a rule conditioned on one of them is model-specific

@@ -6,43 +6,21 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.ir import first_failure
+from engine.recipes import AUTO_CTX
 from engine.resolve import Candidate, Decision
 from engine.trace import TraceEvent, check_level, filter_events
 
 if TYPE_CHECKING:
     from engine.recommend import Recommendation
 
-AUTO_CTX = -1  # Lemonade's ctx_size sentinel: "auto" (its own auto_tune decides at load)
-
-# recipe -> (backend option key or None, args option key or None, uses ctx_size) — research/lemonade.md §2.2
-_RECIPE_KEYS: Mapping[str, tuple[str | None, str | None, bool]] = {
-    "llamacpp": ("llamacpp_backend", "llamacpp_args", True),
-    "vllm": ("vllm_backend", "vllm_args", True),
-    "flm": (None, "flm_args", True),
-    "ryzenai-llm": (None, None, True),
-    "whispercpp": ("whispercpp_backend", "whispercpp_args", False),
-    "sd-cpp": ("sd-cpp_backend", "sdcpp_args", False),
-}
+__all__ = ["AUTO_CTX", "explain_dict", "recipe_options", "recommendation_dict", "why_not"]
 
 
 def recipe_options(recipe: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Lemonade recipe options for resolved values; llama.cpp flags only for recipe llamacpp."""
-    from engine.params import RESERVED_FLAGS, llamacpp_flags
+    """Lemonade recipe options for resolved values: exactly the recipe's keys (engine.recipes renders them)."""
+    from engine.recipes import get
 
-    backend_key, args_key, uses_ctx = _RECIPE_KEYS.get(recipe, (f"{recipe}_backend", None, False))
-    out: dict[str, Any] = {}
-    if backend_key is not None:
-        out[backend_key] = values["backend"]
-    if args_key is not None:
-        flags = llamacpp_flags(values) if recipe == "llamacpp" else []
-        bad = [f for f in flags if f.split("=", 1)[0] in RESERVED_FLAGS]
-        if bad:  # params.llamacpp_flags never emits one; this is the last line of defence
-            raise AssertionError(f"reserved flag(s) rendered: {bad}")
-        out[args_key] = " ".join(flags)
-    if uses_ctx:
-        ctx = values.get("ctx_size", "auto")
-        out["ctx_size"] = ctx if isinstance(ctx, int) else AUTO_CTX
-    return out
+    return get(recipe).render(values)
 
 
 def _json_value(value: Any) -> Any:

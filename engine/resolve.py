@@ -6,34 +6,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import BackendUnavailableError, ResolutionError
 from engine.ir import LAYER_BAND, PRIORITY_MAX, Rule
 from engine.trace import TraceRecorder
-from facts.memory import CACHE_TYPES as KV_LAYOUT
-from facts.memory import QUANTISED
 
 USER_OVERRIDE_ID = "user-override"
 # a user override beats every rule, including a user-layer rule at priority 999
 OVERRIDE_SALIENCE = LAYER_BAND["user"] + PRIORITY_MAX + 1
 GUARD_LAYER = "guard"
-
-
-class ResolutionError(EngineError, LookupError):
-    """The rulebook leaves a parameter without any value (a rulebook bug; lint reports it first)."""
-
-    def __init__(self, parameter: str, message: str):
-        self.parameter = parameter
-        super().__init__(f"parameter {parameter!r}: {message}")
-
-
-class BackendUnavailableError(EngineError, ValueError):
-    """A user override asks for a backend that is not available for the recipe here (exit 2, like any
-    EngineError)."""
-
-    def __init__(self, backend: str, recipe: str, available: Iterable[str]):
-        self.backend, self.recipe, self.available = backend, recipe, tuple(sorted(available))
-        super().__init__(f"backend {backend!r} is not available for recipe {recipe!r} on this machine "
-                         f"(available: {', '.join(self.available) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -166,85 +146,3 @@ def guard_change(decision: Decision, value: Any, rule_id: str, source: str, rec:
              source=source, message=f"{GUARD_LAYER}: {message}")
     return Decision(decision.parameter, value, rule_id, GUARD_LAYER, 0, source,
                     (decision.winner(), *decision.chain))
-
-
-# ---- guards that keep a resolved set of values runnable -------------------------------------------
-
-# bits per cached element, from the memory model's (block, bytes per block) table
-_KV_BITS = {t: 8 * size / block for t, (block, size) in KV_LAYOUT.items()}
-LLAMA_DEFAULT_BATCH = 2048  # llama.cpp's -b default
-_SELF = "engine/resolve.py"
-
-
-def consistency_guards(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
-    """Flash-attention / KV-cache / batch consistency, in place (memory is guarded separately)."""
-    fa, ctv, ctk = decisions.get("flash_attn"), decisions.get("cache_type_v"), decisions.get("cache_type_k")
-    if ctv is not None and fa is not None and ctv.value in QUANTISED and fa.value != "on":
-        if ctv.rule_id == USER_OVERRIDE_ID and fa.rule_id != USER_OVERRIDE_ID:
-            decisions["flash_attn"] = guard_change(
-                fa, "on", "kv-quant-needs-fa", _SELF, rec,
-                f"the requested quantised V cache ({ctv.value}) needs flash attention on")
-        else:
-            decisions["cache_type_v"] = ctv = guard_change(
-                ctv, "f16", "kv-quant-needs-fa", _SELF, rec,
-                f"a quantised V cache ({ctv.value}) needs flash attention on (flash_attn={fa.value}); "
-                "falling back to f16")
-    backend = decisions.get("backend")
-    if (backend is not None and backend.value == "vulkan" and ctk is not None and ctv is not None
-            and ctk.value != ctv.value and ctk.value in _KV_BITS and ctv.value in _KV_BITS):
-        # Vulkan's flash attention needs matching K/V types; keep the more precise of the two
-        lower, higher = (ctk, ctv) if _KV_BITS[ctk.value] < _KV_BITS[ctv.value] else (ctv, ctk)
-        decisions[lower.parameter] = guard_change(
-            lower, higher.value, "vulkan-kv-match", _SELF, rec,
-            f"vulkan needs matching K/V cache types ({ctk.value} vs {ctv.value}); using {higher.value}")
-    extra_args_guard(decisions, rec)
-    batch, ubatch = decisions.get("batch"), decisions.get("ubatch")
-    if batch is not None and ubatch is not None and isinstance(ubatch.value, int):
-        limit = batch.value if isinstance(batch.value, int) else LLAMA_DEFAULT_BATCH
-        if ubatch.value > limit:
-            decisions["ubatch"] = guard_change(ubatch, limit, "ubatch-le-batch", _SELF, rec,
-                                               f"ubatch {ubatch.value} > batch {limit}; ubatch = batch")
-
-
-def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
-    """Drop extra arguments the chosen backend does not allow (e.g. a GPU-only flag on cpu)."""
-    from engine.params import EXTRA_ARGS, extra_args_problems
-
-    d, backend = decisions.get("extra_args"), decisions.get("backend")
-    if d is None or backend is None or not d.value:
-        return
-    args, kept, dropped, i = tuple(d.value), [], [], 0
-    while i < len(args):
-        kind = EXTRA_ARGS.get(args[i], (None, None))[0]
-        chunk = args[i:i + (1 if kind is None else 2)]
-        (dropped if extra_args_problems(chunk, backend.value) else kept).extend(chunk)
-        i += len(chunk)
-    if dropped:
-        decisions["extra_args"] = guard_change(
-            d, tuple(kept), "extra-args-allowlist", "engine/params.py", rec,
-            f"dropped {' '.join(dropped)}: not allowed with backend {backend.value}")
-
-
-MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe")
-# cache types the memory guard corrects when llama.cpp would refuse them (e.g. quantised V, MLA K != V)
-CACHE_PARAMS = ("cache_type_k", "cache_type_v")
-
-
-def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -> None:
-    """Apply facts.memory.guard's result (`fit`): concrete, fitting ctx_size / n_gpu_layers / n_cpu_moe,
-    and the cache-type corrections llama.cpp needs.
-
-    A user override is kept as asked, with a note when the memory fit disagrees.
-    """
-    for line in fit.notes:  # an estimated model's note comes with them
-        rec.emit("note", rule_id="memory-fit", message=line)
-    for parameter in (*MEMORY_PARAMS, *CACHE_PARAMS):
-        d = decisions.get(parameter)
-        if d is None or parameter not in fit.changed:  # only what the guard changed, with its reason
-            continue
-        _, value, reason = fit.changed[parameter]
-        if d.rule_id == USER_OVERRIDE_ID:
-            rec.emit("note", rule_id="memory-fit", parameter=parameter, value=value,
-                     message=f"kept the user's {parameter}={d.value}; the memory fit suggests {value} ({reason})")
-            continue
-        decisions[parameter] = guard_change(d, value, "memory-fit", "facts/memory.py", rec, str(reason))

@@ -6,7 +6,6 @@ import hashlib
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -17,8 +16,9 @@ from pydantic_core import PydanticCustomError
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, KIND_OPS, Attribute
 from engine._yaml_lines import Parsed, parse
-from engine.errors import EngineError
-from engine.params import RECIPE_BACKENDS, ParamValues, backend_allowed, extra_args_problems
+from engine.errors import LocatedError, RulebookError, RulebookReadError
+from engine.params import PARAMS, RECIPE_BACKENDS, ParamValues, backend_allowed
+from engine.recipes import RECIPES
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -28,38 +28,6 @@ def bundled_root() -> Path:
     import engine
 
     return Path(engine.__file__).resolve().parent.parent / "rulebook"
-
-
-@dataclass(frozen=True)
-class LocatedError:
-    """One problem in a rulebook file, with where it is and a pydantic-style code."""
-
-    path: str  # file as given / relative to the working directory
-    line: int
-    col: int
-    loc: str  # field path, e.g. "rules[2].set.ctx_size" ("" for the whole document)
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f" {self.loc}:" if self.loc else ""
-        return f"{self.path}:{self.line}:{self.col}{where} {self.message} [{self.code}]"
-
-
-class RulebookError(EngineError, ValueError):
-    """A rulebook with errors; `.errors` lists every LocatedError. Nothing from it is activated."""
-
-    def __init__(self, errors: Iterable[LocatedError]) -> None:
-        self.errors: list[LocatedError] = list(errors)
-        n = len(self.errors)
-        lines = "\n".join(str(e) for e in self.errors)
-        super().__init__(f"rulebook has {n} error{'s' if n != 1 else ''}:\n{lines}")
-
-
-class RulebookReadError(RulebookError):
-    """A rulebook root or file that cannot be read at all (missing, permission denied)."""
-
-    exit_code = 2
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -343,7 +311,7 @@ def _scalar_problem(attr: Attribute, value: Any) -> str | None:
 
 
 def _cross_checks(rm: _Rule, conds: list[ir.Condition], loc: tuple[Any, ...]) -> list[Problem]:
-    """Backend allowed for the rule's recipe; extra_args allowed for the rule's backend."""
+    """Backend and parameters belong to the rule's recipe; argument lists allowed for the rule's backend."""
     problems: list[Problem] = []
     recipes = _pinned(conds, "recipe")
     backend = rm.set.backend
@@ -353,13 +321,20 @@ def _cross_checks(rm: _Rule, conds: list[ir.Condition], loc: tuple[Any, ...]) ->
             problems.append(((*loc, "set", "backend"), "backend_recipe",
                              f"backend {backend!r} is not offered by recipe {', '.join(bad)} "
                              f"(allowed: {', '.join(RECIPE_BACKENDS[bad[0]])})", False))
-    extra = rm.set.extra_args
-    if extra:
-        backends = [backend] if backend else _pinned(conds, "backend")
-        for b in backends:
-            found = extra_args_problems(extra, b)
+    for name in rm.set.model_fields_set:
+        foreign = [r for r in recipes if r in RECIPES and name not in RECIPES[r].parameters]
+        if foreign:
+            problems.append(((*loc, "set", name), "recipe_parameter",
+                             f"{name!r} is not a parameter of recipe {foreign[0]} (its parameters: "
+                             f"{', '.join(RECIPES[foreign[0]].parameters)})", True))
+        spec = PARAMS[name]
+        value = getattr(rm.set, name)
+        if spec.list_check is None or not value:
+            continue
+        for b in [backend] if backend else _pinned(conds, "backend"):
+            found = spec.list_check(value, b)
             if found:
-                problems.append(((*loc, "set", "extra_args"), "extra_args_backend", "; ".join(found), False))
+                problems.append(((*loc, "set", name), "extra_args_backend", "; ".join(found), False))
                 break
     return problems
 

@@ -84,6 +84,42 @@ class Estimate:
         return d
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A cache-type / flash-attention combination llama.cpp refuses (llama_init_from_model), and the nearest
+    value it accepts. The one statement of these rules: validate() rejects them, the guards fix them."""
+
+    parameter: str  # "cache_type_k" | "cache_type_v"
+    value: str
+    fix: str
+    reason: str
+    needs_flash_attn: bool = False  # turning flash attention on also resolves it
+
+
+def cache_refusals(model: ModelFacts, cache_type_k: str, cache_type_v: str,
+                   flash_attn: bool) -> tuple[Refusal, ...]:
+    """What llama.cpp refuses about these (known) cache types, each with its fix applied before the next
+    check: a quantised V cache needs flash attention; MLA needs K == V; a quantised type's block size must
+    divide the head size."""
+    out: list[Refusal] = []
+    tk, tv = cache_type_k, cache_type_v
+    if tv in QUANTISED and not flash_attn:
+        out.append(Refusal("cache_type_v", tv, "f16", f"a quantised V cache requires flash attention (llama.cpp refuses {tv} with -fa off)",
+                           needs_flash_attn=True))
+        tv = "f16"
+    if model.mla and tk != tv:
+        out.append(Refusal("cache_type_v", tv, tk, "MLA models need equal K and V cache types"))
+        tv = tk
+    for name, t, dims in (("cache_type_k", tk, (model.key_length, model.key_length_swa)),
+                          ("cache_type_v", tv, (model.value_length, model.value_length_swa))):
+        block = CACHE_TYPES[t][0]
+        bad = sorted(d for d in dims if d and d % block)
+        if bad and not (name == "cache_type_v" and model.mla):
+            out.append(Refusal(name, t, "f16", f"{name} {t}: block size {block} does not divide the head size "
+                                               f"{bad[0]}"))
+    return tuple(out)
+
+
 def validate(model: ModelFacts, cfg: Config) -> None:
     """Reject configurations llama.cpp itself refuses (llama_init_from_model)."""
     problems = []
@@ -92,17 +128,8 @@ def validate(model: ModelFacts, cfg: Config) -> None:
             problems.append(f"{name}: unknown cache type {t!r} (one of {', '.join(CACHE_TYPES)})")
     if problems:
         raise FactsInputError("memory", problems)
-    if cfg.cache_type_v in QUANTISED and not cfg.flash_attn:
-        problems.append(f"cache_type_v {cfg.cache_type_v}: a quantised V cache requires flash attention "
-                        "(llama.cpp refuses it with -fa off)")
-    if model.mla and cfg.cache_type_k != cfg.cache_type_v:
-        problems.append("MLA models need the same K and V cache types (llama.cpp refuses different ones)")
-    for name, t, dims in (("cache_type_k", cfg.cache_type_k, {model.key_length, model.key_length_swa}),
-                          ("cache_type_v", cfg.cache_type_v, {model.value_length, model.value_length_swa})):
-        block = CACHE_TYPES[t][0]
-        bad = sorted(d for d in dims if d and d % block)
-        if bad and not (name == "cache_type_v" and model.mla):
-            problems.append(f"{name} {t}: block size {block} does not divide the head size {bad[0]}")
+    refused = cache_refusals(model, cfg.cache_type_k, cfg.cache_type_v, cfg.flash_attn)
+    problems += [f"{r.parameter} {r.value}: {r.reason}" for r in refused]
     for name, v, lo in (("ctx_size", cfg.ctx_size, 1), ("batch", cfg.batch, 1), ("ubatch", cfg.ubatch, 1),
                         ("parallel", cfg.parallel, 1)):
         if v < lo:

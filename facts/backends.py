@@ -60,6 +60,11 @@ MATRIX: dict[str, tuple[Support, ...]] = {
 }
 
 
+def backends_of(recipe: str) -> tuple[str, ...]:
+    """Every backend Lemonade has for `recipe`, in its preference order (empty for a recipe it lacks)."""
+    return tuple(row.backend for row in MATRIX.get(recipe, ()))
+
+
 def _matches(family: str, allowed: tuple[str, ...]) -> bool:
     return not allowed or any(arch_matches(family, a) for a in allowed)
 

@@ -12,10 +12,10 @@ from cachetools import LRUCache
 from facts._estimate import (
     CACHE_TYPES,
     MIB,
-    QUANTISED,
     Config,
     Estimate,
     Layout,
+    cache_refusals,
     estimate_with,
     layer_count,
     layout,
@@ -181,19 +181,9 @@ def _config(params: Mapping[str, Any], model: ModelFacts, changed: dict[str, tup
             changed[name] = (t, "f16", f"unknown KV cache type {t!r}")
             t = "f16"
         concrete[name] = t
-    tk, tv = concrete["cache_type_k"], concrete["cache_type_v"]
-    if tv in QUANTISED and not fa:
-        changed["cache_type_v"] = (tv, "f16", "a quantised V cache needs flash attention, which is off")
-        tv = concrete["cache_type_v"] = "f16"
-    if model.mla and tk != tv:
-        changed["cache_type_v"] = (tv, tk, "MLA models need equal K and V cache types")
-        tv = concrete["cache_type_v"] = tk
-    for name, t, dims in (("cache_type_k", tk, (model.key_length, model.key_length_swa)),
-                          ("cache_type_v", tv, (model.value_length, model.value_length_swa))):
-        block = CACHE_TYPES[t][0]
-        if any(d and d % block for d in dims) and not (name == "cache_type_v" and model.mla):
-            changed[name] = (t, "f16", f"block size {block} does not divide the head size")
-            concrete[name] = "f16"
+    for r in cache_refusals(model, concrete["cache_type_k"], concrete["cache_type_v"], fa):
+        changed[r.parameter] = (r.value, r.fix, r.reason)
+        concrete[r.parameter] = r.fix
     batch = params.get("batch", "default")
     ubatch = params.get("ubatch", "default")
     return Config(ctx_size=FLOOR_CTX,

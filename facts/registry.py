@@ -21,6 +21,7 @@ __all__ = [
     "name_facts",
     "registry_model_facts",
     "resolve_model_spec",
+    "variants",
 ]
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "data" / "server_models.json"
@@ -199,6 +200,25 @@ def fallback_model_facts(path_or_name: str, size_bytes: int | None) -> ModelFact
     facts["estimated"] = _estimated(facts, ("params_b", "active_params_b", "is_moe", "quant", "file_bytes"))
     facts["provenance"] = {"*": f"fallback:{path_or_name}"}
     return ModelFacts(**facts)
+
+
+# name tokens that say how a model is packaged (format, runtime, precision), not which model it is
+_PACKAGING = frozenset({"gguf", "hybrid", "cpu", "npu", "flm", "vllm", "fp16", "fp8", "bf16", "lowconc", "highconc",
+                        "onnx", "awq", "oga", "ryzenai", "mxfp", "mxfp4"})
+
+
+def base_name(name: str) -> str:
+    """A registry name without its packaging tokens: "Phi-4-mini-instruct-Hybrid" -> "phi4miniinstruct"."""
+    tokens = [t for t in re.split(r"[-_ ]+", name.casefold()) if t and t not in _PACKAGING]
+    return re.sub(r"[^0-9a-z]", "", "".join(tokens))
+
+
+def variants(name: str) -> list[str]:
+    """Other registry entries of the same model in another packaging (llamacpp builds first)."""
+    reg = load_registry()
+    want = base_name(name)
+    found = [k for k in reg if k != name and base_name(k) == want]
+    return sorted(found, key=lambda k: (reg[k].get("recipe") != "llamacpp", k))
 
 
 def resolve_model_spec(spec: str) -> ModelFacts:

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from engine._version import __version__
+
+SCHEMA_VERSION = 2  # 2: engine_version and errors[] in every envelope; lint counts under `counts`
 
 
-def read_input(spec: str) -> tuple[str, str]:
-    """Return (source label, text) for a path or '-' (stdin)."""
-    if spec == "-":
-        return "<stdin>", sys.stdin.read()
-    path = Path(spec)
-    return str(path), path.read_text(encoding="utf-8", errors="replace")
+def add_json_flag(p: Any) -> None:
+    """The `--json` flag every verb that prints a result has."""
+    p.add_argument("--json", action="store_true", help="print a JSON envelope instead of text")
 
 
-def print_json(kind: str, payload: dict[str, Any]) -> None:
-    """Print one JSON envelope on stdout: {"schema_version", "kind", ...payload}."""
-    doc = {"schema_version": SCHEMA_VERSION, "kind": kind, **payload}
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+def envelope(kind: str, payload: dict[str, Any], errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """{"schema_version", "kind", "engine_version", ...payload, "errors": [...]} (docs/json.md)."""
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "engine_version": __version__, **payload,
+            "errors": list(errors or ())}
+
+
+def print_json(kind: str, payload: dict[str, Any], errors: list[dict[str, Any]] | None = None) -> None:
+    """Print one JSON envelope on stdout."""
+    sys.stdout.write(json.dumps(envelope(kind, payload, errors), indent=2, default=str) + "\n")

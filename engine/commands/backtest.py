@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.commands._common import add_json_flag
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -19,7 +21,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--rulebook", action="append", metavar="DIR",
                    help="hand-written rulebook roots used next to the re-curated rules (repeatable; default: "
                    "the bundled rulebook without generated/)")
-    p.add_argument("--json", action="store_true", help="print a JSON envelope")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 

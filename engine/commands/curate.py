@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from engine.commands._common import add_json_flag
+
 MAX_SHOWN_ISSUES = 50
 
 
@@ -20,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory for the generated YAML (e.g. rulebook/generated/)")
     p.add_argument("--report", metavar="FILE.html", help="also write the HTML review report")
-    p.add_argument("--json", action="store_true", help="print a JSON summary envelope")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from engine.commands._common import add_json_flag
+
 GIB = 1024**3
 
 
@@ -18,43 +20,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--system-info", metavar="FILE|-", help="Lemonade GET /v1/system-info JSON (file or - for stdin)")
     p.add_argument("--llama-devices", metavar="FILE|-",
                    help="llama.cpp `--list-devices` output or start-up log (file or - for stdin)")
-    p.add_argument("--json", action="store_true", help="print a JSON envelope (kind \"facts\") instead of text")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
-def gather(args: argparse.Namespace):
-    """HardwareFacts from the given inputs (merged), or detected on this machine when there are none."""
-    from engine.commands._common import read_input
-    from engine.errors import UsageError
-
-    if args.system_info == "-" and args.llama_devices == "-":
-        raise UsageError("only one of --system-info / --llama-devices can read stdin ('-')")
-    found = []
-    if args.system_info:
-        from facts.lemonade import from_system_info
-
-        source, text = read_input(args.system_info)
-        found.append(from_system_info(text, source=source))
-    if args.llama_devices:
-        from facts.llamacpp import from_llama_devices
-
-        source, text = read_input(args.llama_devices)
-        found.append(from_llama_devices(text, source=source))
-    if not found:
-        from facts.detect import detect
-
-        return detect()
-    if len(found) == 1:
-        return found[0]
-    from facts.merge import merge
-
-    return merge(*found)
-
-
 def run(args: argparse.Namespace) -> int:
+    from engine.inputs import hardware
     from facts.archetype import classify
 
-    hw = gather(args)
+    hw = hardware(args.system_info, args.llama_devices)
     archetype = classify(hw)
     if args.json:
         from engine.commands._common import print_json

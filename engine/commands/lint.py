@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from engine.commands._common import add_json_flag
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="*", metavar="DIR",
                    help="rulebook directories or files, linted together (default: the bundled rulebook)")
-    p.add_argument("--json", action="store_true", help="print a JSON envelope instead of text")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print_json("lint", {
             "rulebook": {"name": book.name, "digest": book.digest, "rules": len(book.rules),
                          "files": list(book.files)} if book else None,
-            "errors": result.errors, "warnings": result.warnings,
+            "counts": {"errors": result.errors, "warnings": result.warnings},
             "findings": [f.to_dict() for f in result.findings],
         })
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from engine.commands._common import add_json_flag
+
 # facts.memory.CACHE_TYPES, spelt out: building the CLI parser imports no pydantic (a test keeps them equal)
 CACHE_CHOICES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 
@@ -30,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
                      help="one KV buffer shared by all slots (default: on when --parallel is auto)")
     uni.add_argument("-no-kvu", "--no-kv-unified", dest="kv_unified", action="store_false")
     p.add_argument("--swa-full", action="store_true", help="full-size SWA cache")
-    p.add_argument("--json", action="store_true", help="print a JSON envelope")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from typing import Any
+
+from engine.commands._common import add_json_flag
 
 SCENARIO_HELP = ("workload: chat (default), coding, long-context, or a Lemonade bench scenario name or "
                  "category (chat-short, context-32k, embed, ...)")
@@ -17,6 +18,8 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
                    help="Lemonade registry name, a .gguf file, or a model-facts JSON file")
     p.add_argument("--system-info", metavar="FILE|-",
                    help="Lemonade GET /v1/system-info JSON (file or - for stdin); default: detect this machine")
+    p.add_argument("--llama-devices", metavar="FILE|-",
+                   help="llama.cpp `--list-devices` output or start-up log (merged with --system-info if both)")
     p.add_argument("--scenario", default="chat", metavar="NAME", help=SCENARIO_HELP)
     p.add_argument("--engine", choices=("durable", "python"), default=None,
                    help="rule evaluator (default: durable where it runs, else python)")
@@ -28,7 +31,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory-fit", dest="memory_fit", action="store_false",
                    help="skip the memory model: no fit facts for rules, no memory guard (ctx_size / n_gpu_layers / "
                         "n_cpu_moe stay as the rules say)")
-    p.add_argument("--json", action="store_true", help="print a JSON envelope instead of text")
+    add_json_flag(p)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,46 +42,20 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`PARAM=VALUE` strings -> values (integers as int; extra_args split like a shell)."""
-    from engine.errors import UsageError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not sep or not name:
-            raise UsageError(f"--set {item!r}: expected PARAM=VALUE, e.g. --set ctx_size=32768")
-        if name == "extra_args":
-            try:
-                out[name] = shlex.split(raw)
-            except ValueError as err:
-                raise UsageError(f"--set {item!r}: {err}") from None
-        elif raw.lstrip("-").isdigit():
-            out[name] = int(raw)
-        else:
-            out[name] = raw
-    return out
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    """Hardware facts, model facts and recommend() keyword arguments from the shared flags."""
-    from engine.commands._common import read_input
+    """recommend() keyword arguments from the shared flags (engine.inputs does the reading)."""
+    from engine import inputs
     from engine.recommend import validate_overrides
 
-    overrides = validate_overrides(parse_overrides(args.overrides))
-    if args.system_info:
-        from facts.lemonade import from_system_info
-
-        label, text = read_input(args.system_info)
-        hw = from_system_info(text, source=f"system-info:{label}")
-    else:
-        from facts.detect import detect
-
-        hw = detect()
-    for warning in hw.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    model = _model_facts(args.model)
+    overrides = validate_overrides(inputs.parse_overrides(args.overrides))
+    hw = inputs.hardware(args.system_info, args.llama_devices)
+    for message in hw.warnings:
+        warn(message)
+    model = inputs.model(args.model, warn=warn)
     rulebook = None
     if args.rulebook:
         from engine.rulebook import bundled_root, load_rulebook
@@ -86,24 +63,6 @@ def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
         rulebook = load_rulebook(*(bundled_root() if r == "bundled" else r for r in args.rulebook))
     return {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,
             "evaluator": args.engine, "overrides": overrides, "memory_fit": args.memory_fit}
-
-
-def _model_facts(spec: str):
-    """Model facts for SPEC; a .gguf whose header cannot be read falls back to size-based facts, which
-    the memory fit and explain mark `estimated` (a warning on stderr says why)."""
-    from pathlib import Path
-
-    from facts.errors import ModelFactsError
-    from facts.registry import fallback_model_facts, resolve_model_spec
-
-    try:
-        return resolve_model_spec(spec)
-    except ModelFactsError as err:
-        path = Path(spec)
-        if path.suffix.lower() != ".gguf" or not path.is_file():
-            raise
-        print(f"warning: {err}; falling back to size-based estimates", file=sys.stderr)
-        return fallback_model_facts(spec, path.stat().st_size or None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, ContextError, validate_context
-from engine.errors import EngineError, UsageError
+from engine.errors import EngineUnavailable, UsageError
 
 ENGINE_ENV = "LEMONADE_AUTOTUNE_ENGINE"
 ENGINES = ("durable", "python")
@@ -29,10 +29,6 @@ class Evaluator(Protocol):
     rulebook: ir.Rulebook
 
     def match(self, context: Mapping[str, Any]) -> tuple[ir.Rule, ...]: ...
-
-
-class EngineUnavailable(EngineError, RuntimeError):
-    """The requested evaluator cannot run here (durable-rules not importable)."""
 
 
 def firing_order(rule: ir.Rule) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, MAX_NUMBER, Attribute
-from engine.errors import EngineError
+from engine.errors import CompileError
 
 END_PRI = 65535
 SHARD_RULES = 1000  # well under the 4,096 cap and the ~4,065-rule cliff
@@ -31,15 +31,6 @@ MAX_VARIANTS = 64  # `in` conditions expand into at most this many equality-only
 MAX_IN_KEYS = 64  # `in` lists compiled to one derived key each (beyond: expanded into variants)
 MAX_TRUE_KEYS = 16  # derived keys of one family true in one fact (more: that context is matched in Python)
 NEVER: Any = object()
-
-
-class CompileError(EngineError, ValueError):
-    """A rulebook durable-rules cannot hold (salience outside 0..65534, a rule too complex)."""
-
-    def __init__(self, problems: list[str], rules: list[ir.Rule] | None = None) -> None:
-        self.problems = problems
-        self.rules = rules or []  # the rules concerned, when known (lint locates its findings with them)
-        super().__init__("cannot compile the rulebook for durable-rules:\n" + "\n".join(problems))
 
 
 # ---------------------------------------------------------------------------------------- patterns

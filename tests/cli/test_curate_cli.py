@@ -22,7 +22,7 @@ def test_curate_writes_yaml_and_report(tmp_path: Path):
                str(tmp_path / "report.html"), "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["schema_version"] == 1 and doc["kind"] == "curation"
+    assert doc["schema_version"] == 2 and doc["kind"] == "curation"
     assert doc["records"] == 266 and doc["rejected"] == 0 and doc["decisions"] > 0
     files = sorted(out.glob("*.yaml"))
     assert [str(f) for f in files] == sorted(doc["files"])

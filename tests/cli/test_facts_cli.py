@@ -26,7 +26,7 @@ def test_json_envelope_for_a_system_info_document(capsys):
     code, out, err = run_cli(capsys, "--system-info", str(SI / "rx-7900-xtx-desktop-linux.json"), "--json")
     assert code == 0 and err == ""
     doc = json.loads(out)
-    assert doc["schema_version"] == 1 and doc["kind"] == "facts"
+    assert doc["schema_version"] == 2 and doc["kind"] == "facts"
     assert doc["archetype"]["id"] == "amd-rdna3-gfx1100-discrete-24gb-bw4"
     assert doc["archetype"]["backoff"][-1] == "discrete-24gb-bw4"
     assert doc["hardware"]["gpus"][0]["marketing_name"] == "Radeon RX 7900 XTX"

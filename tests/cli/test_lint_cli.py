@@ -67,14 +67,14 @@ def test_json_envelope():
     proc = _lint(f"{FIX}/lint", "--json")
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
-    assert doc["schema_version"] == 1 and doc["kind"] == "lint"
-    assert doc["errors"] == 1 and doc["warnings"] == 2
+    assert doc["schema_version"] == 2 and doc["kind"] == "lint"
+    assert doc["counts"] == {"errors": 1, "warnings": 2} and doc["errors"] == []
     assert doc["rulebook"]["rules"] == 10 and doc["rulebook"]["name"].startswith("rulebook@")
     first = doc["findings"][0]
     assert set(first) == {"path", "line", "severity", "code", "message", "rule"}
     assert (first["code"], first["rule"], first["line"]) == ("conflict", "rdna3-big-ubatch", 3)
     bad = json.loads(_lint(f"{FIX}/bad", "--json").stdout)
-    assert bad["rulebook"] is None and bad["errors"] == 22
+    assert bad["rulebook"] is None and bad["counts"]["errors"] == 22
 
 
 def test_several_directories_are_linted_together(tmp_path):

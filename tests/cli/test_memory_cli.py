@@ -21,7 +21,7 @@ def run_json(capsys, *argv):
 
 def test_json_envelope_and_bytes(capsys):
     doc = run_json(capsys, str(FIX / "gemma3-swa.gguf"), "-c", "8192", "-np", "1", "-ub", "512")
-    assert doc["schema_version"] == 1 and doc["kind"] == "memory"
+    assert doc["schema_version"] == 2 and doc["kind"] == "memory"
     for key in ("kv_bytes", "swa_kv_bytes", "recurrent_bytes", "compute_bytes", "weights_bytes", "total_bytes",
                 "kv_cells", "swa_cells", "n_stream"):
         assert isinstance(doc[key], int), key

@@ -36,7 +36,7 @@ def test_json_envelope_from_stdin_with_overrides_on_the_python_engine():
                stdin=doc)
     assert p.returncode == 0, p.stderr
     env = json.loads(p.stdout)
-    assert (env["schema_version"], env["kind"], env["engine"]) == (1, "recommendation", "python")
+    assert (env["schema_version"], env["kind"], env["engine"]) == (2, "recommendation", "python")
     assert set(env) >= {"archetype", "recipe_options", "decisions", "expected", "rulebook", "engine"}
     assert env["recipe_options"] == {"llamacpp_backend": "vulkan", "ctx_size": 16384,
                                      "llamacpp_args": "--no-warmup --cache-reuse 256"}

@@ -7,19 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.params import (
-    BACKENDS,
-    EXTRA_ARGS,
-    PARAMETERS,
-    PARAMS,
-    RECIPE_BACKENDS,
-    RESERVED_FLAGS,
-    ParamError,
-    ParamValues,
-    extra_args_problems,
-    llamacpp_flags,
-    validate_params,
-)
+from engine.errors import ParamError
+from engine.params import BACKENDS, PARAMETERS, PARAMS, RECIPE_BACKENDS, ParamValues, validate_params
+from engine.recipes.llamacpp.flags import EXTRA_ARGS, RESERVED_FLAGS, extra_args_problems
+from engine.recipes.llamacpp.flags import flags as llamacpp_flags
 
 
 def test_vocabulary_covers_the_contract():

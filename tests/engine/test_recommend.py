@@ -11,16 +11,17 @@ from hypothesis import given, note, settings
 from engine import ir
 from engine.errors import UsageError
 from engine.evaluators import durable_available
-from engine.params import PARAMETERS, RESERVED_FLAGS
-from engine.recommend import SCENARIOS, recommend, validate_overrides
+from engine.recipes import get as recipe
+from engine.recipes.llamacpp.flags import RESERVED_FLAGS
+from engine.recommend import recommend, validate_overrides
 from engine.rulebook import bundled_root, load_rulebook
+from engine.scenarios import names as scenario_names
 from facts.lemonade import from_system_info
 from facts.models import HardwareFacts, ModelFacts
 from tests.strategies import hardware_facts, model_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSINFO = ROOT / "tests" / "fixtures" / "system-info"
-SHARED = ROOT / ".." / "shared" / "lemonade"
 SIX = ("strix-halo-128gb-linux.json", "radeon-780m-laptop-windows.json", "rx-7900-xtx-desktop-linux.json",
        "rtx-4090-desktop-linux.json", "apple-m3-max-64gb-macos.json", "cpu-only-linux.json")
 STARTER = load_rulebook(bundled_root() / "defaults")  # Lemonade's behaviour, no curated rules
@@ -95,9 +96,9 @@ def test_invalid_overrides_are_usage_errors_naming_the_parameter(bad, match):
 
 
 def test_scenarios_cover_lemonades_bench_names_and_categories():
-    doc = json.loads((SHARED / "bench_scenarios.json").read_text())
+    doc = json.loads((ROOT / "engine" / "data" / "bench_scenarios.json").read_text())
     names = {s["name"] for s in doc["scenarios"]} | {s["category"] for s in doc["scenarios"]}
-    assert names | {"chat", "coding", "long-context"} == set(SCENARIOS)
+    assert names | {"chat", "coding", "long-context"} == set(scenario_names())
     _, hw = sysinfo("cpu-only-linux.json")
     assert recommend(hw, MODEL, scenario="context-32k", memory_fit=False).context["scenario"] == "context-32k"
     with pytest.raises(UsageError, match="unknown scenario"):
@@ -164,7 +165,7 @@ def test_memory_fit_makes_ctx_size_concrete():
 def test_every_parameter_resolves_for_any_valid_facts(hw, model):
     rec = recommend(hw, model, memory_fit=False)
     note("\n".join(str(e) for e in rec.trace))
-    assert tuple(rec.decisions) == PARAMETERS
+    assert tuple(rec.decisions) == recipe(model.recipe).parameters
     opts = rec.recipe_options()
     assert set(opts) == {"llamacpp_backend", "llamacpp_args", "ctx_size"}
     assert not set(opts["llamacpp_args"].split()) & RESERVED_FLAGS
@@ -193,8 +194,9 @@ def test_both_evaluators_give_the_same_recommendation(hw, model):
     assert (a.decisions, a.trace, a.matched) == (b.decisions, b.trace, b.matched)
 
 
-def test_the_memory_guard_corrects_cache_types_llama_cpp_would_refuse():
-    """MLA models need K and V cache types to match: a rule asking q8_0 K with f16 V is corrected."""
+def test_the_guards_correct_cache_types_llama_cpp_would_refuse():
+    """MLA models need K and V cache types to match: a rule asking q8_0 K with f16 V is corrected, with or
+    without the memory model (facts.memory.cache_refusals is the one statement of what llama.cpp refuses)."""
     from facts.gguf import read_model_facts
 
     mla = read_model_facts(ROOT / "tests" / "fixtures" / "gguf" / "deepseek2-mla.gguf")
@@ -205,10 +207,10 @@ def test_the_memory_guard_corrects_cache_types_llama_cpp_would_refuse():
     rec = recommend(hw, mla, rulebook=_book_with(mixed))
     assert rec.decisions["cache_type_k"].value == "q8_0"
     v = rec.decisions["cache_type_v"]
-    assert (v.value, v.rule_id, v.layer) == ("q8_0", "memory-fit", "guard")
+    assert (v.value, v.rule_id, v.layer) == ("q8_0", "kv-refused", "guard")
     assert "-ctk q8_0 -ctv q8_0" in rec.recipe_options()["llamacpp_args"]
-    without_guard = recommend(hw, mla, rulebook=_book_with(mixed), memory_fit=False)
-    assert without_guard.decisions["cache_type_v"].value == "default"
+    without_memory_fit = recommend(hw, mla, rulebook=_book_with(mixed), memory_fit=False)
+    assert without_memory_fit.decisions["cache_type_v"].value == "q8_0"
 
 
 def test_expected_speed_prefers_evidence_measured_on_the_models_class():

@@ -243,7 +243,8 @@ def test_exists_false_means_missing(tmp_path):
 
 def test_the_format_reference_documents_every_attribute_parameter_and_error_code():
     from engine._attributes import CONTEXT_ATTRIBUTES
-    from engine.params import EXTRA_ARGS, PARAMETERS
+    from engine.params import PARAMETERS
+    from engine.recipes.llamacpp.flags import EXTRA_ARGS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "rulebook.md").read_text(encoding="utf-8")
     for name in (*CONTEXT_ATTRIBUTES, *PARAMETERS, *ir.LAYERS, *ir.OPS):
@@ -251,7 +252,7 @@ def test_the_format_reference_documents_every_attribute_parameter_and_error_code
     for flag in EXTRA_ARGS:
         assert f"`{flag}" in doc or f"{flag}`" in doc, flag
     for code in ("unknown_attribute", "unknown_operator", "operator_type", "value_type", "duplicate_key",
-                 "duplicate_id", "backend_recipe", "empty_set", "yaml_syntax"):
+                 "duplicate_id", "backend_recipe", "recipe_parameter", "empty_set", "yaml_syntax"):
         assert f"`{code}`" in doc, code
 
 
