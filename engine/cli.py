@@ -14,7 +14,12 @@ from engine._version import __version__
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _verbs() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every verb, or only with `only` (a one-verb run imports just that verb's module)."""
     parser = argparse.ArgumentParser(
         prog="engine",
         description="Lemonade auto-tune: hardware + model facts -> rulebook -> backend and llama.cpp flags.",
@@ -22,11 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lemonade-autotune {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"engine.commands.{info.name}")
-        module.add_parser(sub)
+    for name in [only] if only else _verbs():
+        importlib.import_module(f"engine.commands.{name}").add_parser(sub)
     return parser
 
 
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import INTERNAL_HINT, EngineError
     from facts.errors import FactsError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in _verbs() else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -88,6 +88,8 @@ class Rulebook:
     digest: str
     root: str = "rulebook"
     files: tuple[str, ...] = ()
+    # the digest is the sha256 of the files it was loaded from (engine.rulebook): caches may key on it
+    from_files: bool = False
 
     @property
     def name(self) -> str:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from engine import ir
 from engine._regions import implies, overlap, reachable
 from engine.recipes import RECIPES
 from engine.rulebook import (
     LocatedError,
+    RootLike,
     RulebookError,
     RulebookReadError,
     bundled_root,
     display_path,
     load_rulebook,
 )
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 Severity = Literal["error", "warning"]
 
@@ -54,9 +59,9 @@ class LintResult:
         return sum(f.severity == "warning" for f in self.findings)
 
 
-def lint(*roots: str | Path) -> LintResult:
+def lint(*roots: RootLike) -> LintResult:
     """Lint the rulebook under `roots` (default: the bundled one). Unreadable input raises RulebookReadError."""
-    root_paths = [Path(r) for r in roots] or [bundled_root()]
+    root_paths = [Path(r) if isinstance(r, (str, os.PathLike)) else r for r in roots] or [bundled_root()]
     try:
         book = load_rulebook(*root_paths)
     except RulebookReadError:
@@ -80,14 +85,15 @@ def _load_finding(e: LocatedError) -> Finding:
 class _Locator:
     """Rule.source ("<root name>/<file>:<line>") -> a path the user can open from the working directory."""
 
-    def __init__(self, roots: list[Path]) -> None:
+    def __init__(self, roots: list[Traversable]) -> None:
         self.roots = roots
 
     def __call__(self, rule: ir.Rule) -> tuple[str, int]:
         label, _, line = rule.source.rpartition(":")
+        head, *rest = label.split("/")
         for root in self.roots:
-            path = root.parent / label
-            if path.exists():
+            path = root.joinpath(*rest) if rest else root
+            if root.name == head and path.is_file():
                 return display_path(path), int(line)
         return label, int(line or 0)
 

@@ -17,5 +17,7 @@ def _empty_hub_cache(tmp_path_factory):
     inherit the variable)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub-cache")))
+    # the compiled-rulebook cache of this test session, never the developer's own (engine.rulebook.cache)
+    mp.setenv("LEMONADE_AUTOTUNE_CACHE_DIR", str(tmp_path_factory.mktemp("rulebook-cache")))
     yield
     mp.undo()

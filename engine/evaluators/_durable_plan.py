@@ -38,7 +38,7 @@ NEVER: Any = object()
 Test = tuple[str, str, Any]  # (durable op or "=", key, value); hashed when op == "="
 
 
-class _Keys:
+class DerivedKeys:
     """Derived fact keys: set members (`a__<n>`) and `in` lists (`a__in<n>`, true when the value is in it).
 
     An `in` list of two or more values becomes one hashed test on a derived key instead of one pattern per
@@ -49,6 +49,18 @@ class _Keys:
         self.members: dict[str, dict[str, str]] = {}
         self.in_keys: dict[str, dict[tuple[str, Any], list[str]]] = {}
         self._in_ids: dict[tuple[str, frozenset[Any]], str] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy (the compiled cache stores it with the ruleset definitions)."""
+        return {"members": self.members,
+                "in_keys": {a: [[list(b), ks] for b, ks in t.items()] for a, t in self.in_keys.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DerivedKeys:
+        keys = cls()
+        keys.members = {str(a): {str(v): str(k) for v, k in t.items()} for a, t in d["members"].items()}
+        keys.in_keys = {str(a): {tuple(b): [str(k) for k in ks] for b, ks in t} for a, t in d["in_keys"].items()}
+        return keys
 
     def member(self, attr: str, value: str) -> str:
         table = self.members.setdefault(attr, {})
@@ -90,7 +102,7 @@ class _Keys:
         return out
 
 
-def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
+def _alternatives(cond: ir.Condition, attr: Attribute, keys: DerivedKeys) -> Any:
     """Each condition -> a list of alternative test tuples (OR of ANDs), or NEVER."""
     op, a, v = cond.op, cond.attr, cond.value
     if op == "exists":
@@ -124,7 +136,7 @@ def _alternatives(cond: ir.Condition, attr: Attribute, keys: _Keys) -> Any:
 class _Expander:
     """Rule -> ordered test sequences, memoised per condition and per test (rulebooks repeat them)."""
 
-    def __init__(self, attrs: Mapping[str, Attribute], keys: _Keys, rank: Mapping[str, int]) -> None:
+    def __init__(self, attrs: Mapping[str, Attribute], keys: DerivedKeys, rank: Mapping[str, int]) -> None:
         self.attrs, self.keys, self.rank = attrs, keys, rank
         self._alts: dict[ir.Condition, Any] = {}
         self._order: dict[Test, tuple[Any, ...]] = {}
@@ -300,7 +312,7 @@ class Plan:
 
     shards: list[Shard]
     always: list[int]
-    keys: _Keys
+    keys: DerivedKeys
 
 
 def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = None) -> Plan:
@@ -318,7 +330,7 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
         for c in r.when:
             card.setdefault(c.attr, set()).add(repr(c.value))
     rank = {a: i for i, a in enumerate(sorted(card, key=lambda a: (len(card[a]), a)))}
-    keys = _Keys()
+    keys = DerivedKeys()
     expander = _Expander(attrs, keys, rank)
     shards: list[Shard] = []
     always: list[int] = []

@@ -1,4 +1,5 @@
-"""Parse one YAML document keeping line:col marks per data path; duplicate keys are errors."""
+"""Parse one YAML document keeping line:col marks per data path; duplicate keys, aliases and runaway sizes are
+errors. libyaml's C parser does the scanning where PyYAML has it (about 5x faster), the Python one elsewhere."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 import yaml
 
+_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser keeps line/column marks too
+MAX_NODES = 1_000_000  # a rulebook file of ~10,000 rules has ~300,000 nodes
 
-class _Loader(yaml.SafeLoader):
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
     """SafeLoader with YAML 1.2 booleans (`on`/`off`/`yes`/`no` stay strings) and no timestamps."""
 
 
@@ -17,7 +21,7 @@ _REPLACED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp", "tag:yaml.
              "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
@@ -57,15 +61,21 @@ def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
+def _reader_problem(text: str, err: yaml.reader.ReaderError) -> tuple[tuple[Any, ...], int, int, str, str]:
+    pos = max(0, min(len(text), int(err.position)))
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    char = err.character if isinstance(err.character, int) else ord(str(err.character)[:1] or "?")
+    return ((), line, col, "yaml_syntax", f"unacceptable character #x{char:04x}")
+
+
 def parse(text: str) -> Parsed:
     """Compose, walk and construct one YAML document; YAML errors become located problems."""
     out = Parsed()
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as err:
-        line = text.count("\n", 0, err.position) + 1
-        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
-        out.problems.append(((), line, col, "yaml_syntax", f"unacceptable character #x{err.character:04x}"))
+        out.problems.append(_reader_problem(text, err))
         return out
     try:
         node = loader.get_single_node()
@@ -73,7 +83,8 @@ def parse(text: str) -> Parsed:
             out.problems.append(((), 1, 1, "empty_document", "the file is empty; expected a mapping with 'rules:'"))
             return out
         _walk(node, (), out, set())
-        out.data = loader.construct_document(node)
+        if not any(p[3] == "yaml_alias" for p in out.problems):
+            out.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = _pos(mark) if mark is not None else (1, 1)
@@ -81,10 +92,15 @@ def parse(text: str) -> Parsed:
         if err.context and err.context_mark is not None and err.problem_mark is not None:
             msg += f" started at line {err.context_mark.line + 1}"
         out.problems.append(((), line, col, "yaml_syntax", msg or "invalid YAML"))
+    except yaml.reader.ReaderError as err:  # the C parser reports bad characters while parsing
+        out.problems.append(_reader_problem(text, err))
     except yaml.YAMLError as err:
         out.problems.append(((), 1, 1, "yaml_syntax", str(err)))
     except RecursionError:
         out.problems.append(((), 1, 1, "yaml_too_deep", "the YAML nesting is too deep"))
+    except _TooBig:
+        out.problems.append(((), 1, 1, "yaml_too_big", f"more than {MAX_NODES:,} YAML nodes in one file; "
+                                                       "split it into several files"))
     except (ValueError, TypeError, OverflowError) as err:  # odd scalars PyYAML fails to construct
         out.problems.append(((), 1, 1, "yaml_value", f"cannot read a YAML value: {err}"))
     finally:
@@ -110,29 +126,39 @@ def _key_value(node: yaml.Node) -> Any:
     return None
 
 
-def _walk(node: yaml.Node, path: tuple[Any, ...], out: Parsed, active: set[int]) -> None:
-    if id(node) in active:  # an alias cycle: the data is recursive, the schema reports it
+class _TooBig(Exception):
+    pass
+
+
+def _walk(node: yaml.Node, path: tuple[Any, ...], out: Parsed, seen: set[int]) -> None:
+    """Record marks per path, once per node: a node met twice is an alias (or an alias cycle), refused, so
+    that no document can make the walk or the schema check repeat work (`billion laughs`)."""
+    if id(node) in seen:
+        line, col = _pos(node.start_mark)
+        out.problems.append((path, line, col, "yaml_alias",
+                             f"YAML aliases are not allowed in rulebooks (this value repeats the anchored node at "
+                             f"line {line}); write the value out"))
         return
-    active.add(id(node))
+    seen.add(id(node))
+    if len(seen) > MAX_NODES:
+        raise _TooBig
     out.value_marks.setdefault(path, _pos(node.start_mark))
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, tuple[int, int]] = {}
+        keys: dict[Any, tuple[int, int]] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                _walk(value_node, path, out, active)
+                _walk(value_node, path, out, seen)
                 continue
             kid, kpos = _key_id(key_node), _pos(key_node.start_mark)
             sub = (*path, _key_value(key_node))
-            if kid in seen:
-                first = seen[kid]
+            if kid in keys:
+                first = keys[kid]
                 out.problems.append((sub, *kpos, "duplicate_key",
                                      f"duplicate key {key_node.value!r} (first at {first[0]}:{first[1]})"))
                 continue
-            seen[kid] = kpos
+            keys[kid] = kpos
             out.key_marks.setdefault(sub, kpos)
-            _walk(value_node, sub, out, active)
+            _walk(value_node, sub, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), out, active)
-    active.discard(id(node))
-
+            _walk(item, (*path, i), out, seen)

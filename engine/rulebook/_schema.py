@@ -1,12 +1,9 @@
-"""Load YAML rulebooks: schema, located errors (`file:line:col field.path: message [code]`), digest."""
+"""One rulebook file -> validated rules: the YAML schema, conditions, cross-checks and located errors."""
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -15,19 +12,12 @@ from pydantic_core import PydanticCustomError
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, KIND_OPS, Attribute
-from engine._yaml_lines import Parsed, parse
-from engine.errors import LocatedError, RulebookError, RulebookReadError
+from engine.errors import LocatedError
 from engine.params import PARAMS, RECIPE_BACKENDS, ParamValues, backend_allowed
 from engine.recipes import RECIPES
+from engine.rulebook._yaml import Parsed, parse
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-
-
-def bundled_root() -> Path:
-    """The rulebook shipped with the package: the repo's top-level `rulebook/` directory."""
-    import engine
-
-    return Path(engine.__file__).resolve().parent.parent / "rulebook"
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -72,25 +62,6 @@ class _Rule(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def display_path(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it, else as given."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def _files(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise RulebookReadError([LocatedError(display_path(root), 1, 1, "", "not_found",
-                                              "rulebook directory or file does not exist")])
-    return sorted(p for p in root.rglob("*.yaml")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
-
-
 def _loc_str(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
@@ -101,52 +72,11 @@ def _loc_str(loc: Iterable[Any]) -> str:
     return out
 
 
-def load_rulebook(*roots: str | Path) -> ir.Rulebook:
-    """Load and validate every `*.yaml` under the roots (default: the bundled rulebook).
-
-    Raises RulebookError listing every problem at once (RulebookReadError for unreadable input).
-    """
-    root_paths = [Path(r) for r in roots] or [bundled_root()]
-    errors: list[LocatedError] = []
-    rules: list[ir.Rule] = []
-    digest_parts: list[tuple[str, bytes]] = []
-    first_seen: dict[str, tuple[str, int]] = {}
-    for root in root_paths:
-        base = root.parent
-        for path in _files(root):
-            label = path.relative_to(base).as_posix()
-            shown = display_path(path)
-            try:
-                raw = path.read_bytes()
-            except OSError as err:
-                raise RulebookReadError([LocatedError(shown, 1, 1, "", "unreadable", str(err))]) from err
-            digest_parts.append((label, raw))
-            file_rules, file_errors, ids = _load_file(raw, label, shown, len(rules))
-            errors.extend(file_errors)
-            for rule_id, i, (line, col) in ids:
-                if rule_id in first_seen:
-                    where = "{}:{}".format(*first_seen[rule_id])
-                    errors.append(LocatedError(shown, line, col, f"rules[{i}].id", "duplicate_id",
-                                               f"duplicate rule id {rule_id!r} (first defined at {where})"))
-                else:
-                    first_seen[rule_id] = (shown, line)
-            rules.extend(file_rules)
-    if errors:
-        order = {label: i for i, label in enumerate(dict.fromkeys(e.path for e in errors))}
-        raise RulebookError(sorted(errors, key=lambda e: (order[e.path], e.line, e.col)))
-    digest = hashlib.sha256()
-    for label, raw in sorted(digest_parts):
-        digest.update(label.encode() + b"\0" + str(len(raw)).encode() + b"\0" + raw)
-    return ir.Rulebook(rules=tuple(rules), digest=digest.hexdigest(),
-                       root=",".join(r.name for r in root_paths),
-                       files=tuple(label for label, _raw in digest_parts))
+Ids = list[tuple[str, int, tuple[int, int]]]
 
 
-_Ids = list[tuple[str, int, tuple[int, int]]]
-
-
-def _load_file(raw: bytes, label: str, shown: str, offset: int
-               ) -> tuple[list[ir.Rule], list[LocatedError], _Ids]:
+def load_file(raw: bytes, label: str, shown: str, offset: int
+               ) -> tuple[list[ir.Rule], list[LocatedError], Ids]:
     """One file's rules (none when it has errors), its errors, and (id, index, mark) of every raw id."""
     try:
         text = raw.decode("utf-8")
@@ -172,7 +102,7 @@ def _load_file(raw: bytes, label: str, shown: str, offset: int
                                    f"'rules' should be a list of rules, got {got}"))
         return [], errors, []
     out: list[ir.Rule] = []
-    ids: _Ids = []
+    ids: Ids = []
     for i, raw in enumerate(raw_rules):
         here = ("rules", i)
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
