@@ -73,6 +73,8 @@ def test_live_and_idle_health(server):
     assert_like(reply, "health-idle.json")
     assert reply.json["all_models_loaded"] == [] and reply.json["model_loaded"] is None
     assert reply.json["version"] == "11.7.0"
+    assert reply.json["websocket_port"] == server.dirs.read_json("config.json")["websocket_port"]  # config wins
+    assert server.get("/api/v1/health").json["status"] == "ok"  # every route also under /api/v1, /api/v0, /v0
 
 
 def test_models_list_and_by_id(server):
@@ -217,6 +219,10 @@ def test_load_and_unload_errors(server):
     vulkan = server.post("/v1/load", {"model_name": MODEL, "llamacpp_backend": "vulkan"})  # not installed here
     assert vulkan.status == 500 and vulkan.json["error"]["code"] == "model_load_error"
     assert vulkan.json["error"]["message"].endswith("'llamacpp.backend' must be one of: auto, system")
+    if server.llama_server is not None:  # a flag llama-server does not know: it exits, lemond says only this
+        unknown = server.post("/v1/load", {"model_name": MODEL, "llamacpp_args": "--no-such-flag"})
+        assert unknown.status == 500
+        assert unknown.json["error"]["message"] == f"Failed to load model '{MODEL}': llama-server failed to start"
     not_loaded = server.post("/v1/unload", {"model_name": MODEL})
     assert (not_loaded.status, not_loaded.json) == (404, fixture("unload-not-loaded.json")["body"])
     everything = server.post("/v1/unload", raw="")
@@ -267,15 +273,21 @@ def test_options_written_while_stopped_are_used_after_start(server):
     written = {f"extra.{MODEL}": {"ctx_size": 3072}, f"user.{USER_MODEL}": {"ctx_size": 1536, "llamacpp_args": "-t 1"},
                USER_MODEL: {"ctx_size": 999}}  # a bare key names no model (only built-ins are migrated)
     server.dirs.write_json("recipe_options.json", written)
+    config = server.dirs.read_json("config.json")
+    server.dirs.write_json("config.json", {**config, "llamacpp": {"args": "-t 4 -b 512"}})  # global args
     server.start()
-    assert server.get(OPTIONS).json["saved"] == {"ctx_size": 3072}
-    assert server.get(f"/v1/models/{USER_MODEL}/options").json["saved"] == {"ctx_size": 1536, "llamacpp_args": "-t 1"}
+    extra = server.get(OPTIONS).json
+    assert extra["saved"] == {"ctx_size": 3072}
+    assert extra["effective"]["llamacpp_args"] == "-t 4 -b 512"  # one layer only: verbatim
+    user = server.get(f"/v1/models/{USER_MODEL}/options").json
+    assert user["saved"] == {"ctx_size": 1536, "llamacpp_args": "-t 1"}
+    assert user["effective"]["llamacpp_args"] == "-b 512 -t 1"  # merged per flag, saved wins, sorted by flag
     server.post(OPTIONS, {"ctx_size": 3072})  # a save keeps the bare key: the file is rewritten from memory
     assert saved_file(server) == written
     assert server.post("/v1/load", {"model_name": f"user.{USER_MODEL}"}).status == 200
     (entry,) = health_entries(server)
     assert entry["model_name"] == USER_MODEL
     argv = entry["launch_command"]
-    assert argv[argv.index("--ctx-size") + 1] == "1536" and argv[-2:] == ["-t", "1"]
+    assert argv[argv.index("--ctx-size") + 1] == "1536" and argv[-4:] == ["-b", "512", "-t", "1"]
     if server.llama_server is not None:
         assert cmdline(entry["pid"]) == argv

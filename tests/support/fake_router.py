@@ -253,7 +253,7 @@ class Router:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 process.wait()
-                raise RuntimeError(f"llama-server failed to start: {err}") from err
+                raise RuntimeError("llama-server failed to start") from err  # lemond's words; the why is in its log
         return Backend(model, self.registry.public_name(model), options, ctx_auto, port, argv, process, False)
 
     def _evict(self, backend: Backend) -> None:
