@@ -83,7 +83,7 @@ def ours(hw: Any, model: Any) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--system-info", type=Path, default=ROOT / ".." / "shared" / "lemonade" / "system-info")
+    ap.add_argument("--system-info", type=Path, default=ROOT / "tests" / "fixtures" / "system-info")
     ap.add_argument("--models", nargs="*", default=MODELS)
     args = ap.parse_args()
     from facts.lemonade import from_system_info

@@ -11,7 +11,7 @@ import yaml
 
 from engine.curate.curate import Choice, CurationResult
 
-# Lemonade's bench scenario names per category (../shared/lemonade/bench_scenarios.json): a rule for a
+# Lemonade's bench scenario names per category (engine/data/bench_scenarios.json): a rule for a
 # category also matches a request named after one of its scenarios
 SCENARIO_NAMES = {"chat": ["chat", "chat-long-output", "chat-short"],
                   "coding": ["code-debug", "code-explain", "code-short", "coding"],

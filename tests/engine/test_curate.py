@@ -17,7 +17,7 @@ from engine.rulebook import load_rulebook
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "bench"
-SHARED = ROOT / ".." / "shared" / "community-bench"
+COMMUNITY = ROOT / "data" / "community-bench"
 SAMPLE = [r for r in read_file(FIX / "community-sample.csv") if isinstance(r, BenchRecord)]
 ARCH = "amd-rdna3.5-gfx1151-unified-128gb-bw2"
 
@@ -142,8 +142,8 @@ EXPECTED = render(curate(SAMPLE))
 
 
 def test_shipped_generated_rulebook_is_fresh(tmp_path: Path):
-    """rulebook/generated/ is exactly what curation makes of ../shared/community-bench (never hand-edited)."""
-    items = [r for r in read_paths([SHARED]) if isinstance(r, BenchRecord)]
+    """rulebook/generated/ is exactly what curation makes of data/community-bench (never hand-edited)."""
+    items = [r for r in read_paths([COMMUNITY]) if isinstance(r, BenchRecord)]
     write(curate(items), tmp_path)
     shipped = ROOT / "rulebook" / "generated"
     names = sorted(p.name for p in shipped.glob("*.yaml"))

@@ -10,7 +10,6 @@ import pytest
 from facts import GPU, catalog
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SHARED_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "hardware" / "gpus.csv"
 GIB = 1024**3
 
 
@@ -27,11 +26,6 @@ def test_table_loads_every_row_once():
     assert all(r.vendor in {"amd", "nvidia", "apple", "intel", "qualcomm"} for r in rows)
     assert catalog.rows() is rows  # parsed once
 
-
-@pytest.mark.skipif(not SHARED_CSV.exists(), reason="../shared is not checked out next to the repo")
-def test_package_copy_is_byte_identical_to_shared_table():
-    packaged = Path(catalog.__file__).parent / "data" / "gpus.csv"
-    assert packaged.read_bytes() == SHARED_CSV.read_bytes()
 
 
 def test_all_name_samples_resolve_to_exactly_their_rows():
