@@ -1,4 +1,5 @@
-"""Every data file the repository carries is listed in its directory's README with its source and sha256."""
+"""Every data file the repository carries is listed in its directory's README with its source, and a copy of
+someone else's file with its sha256 (a file this project maintains says `maintained here` instead)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRS = ("facts/data", "engine/data", "data")
-ROW = re.compile(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$")
+ROW = re.compile(r"^\| `([^`]+)` \|.*\| (?:`([0-9a-f]{64})`|maintained here) \|$")
 
 
 def _rows(directory: Path) -> dict[str, str]:
@@ -23,6 +24,9 @@ def test_each_listed_file_has_the_recorded_sha256(directory):
     rows = _rows(ROOT / directory)
     assert rows, f"{directory}/README.md lists no file"
     for name, digest in rows.items():
+        if digest is None:  # maintained here: edited by reviewed commits, no upstream copy to match
+            assert (ROOT / directory / name).is_file(), name
+            continue
         assert hashlib.sha256((ROOT / directory / name).read_bytes()).hexdigest() == digest, name
 
 
