@@ -18,11 +18,11 @@ SCHEMAS = {
     "old-schema-no-gpu-windows-issue374": ("8.x", "windows", "cpu-x86_64-32gb-bw0", None, (None, False)),
     "old-schema-strix-halo-linux-issue722": ("9.0-9.2", "linux", "amd-rdna3.5-gfx1151-unified-32gb-bw2",
                                              ("gfx1151", True, None, None), (None, False)),
-    "v9.3-schema-rx9070xt-windows-assembled": ("9.3", "windows", "amd-rdna4-gfx1201-discrete-16gb-bw3",
+    "old-schema-v9.3-rx9070xt-windows-assembled": ("9.3", "windows", "amd-rdna4-gfx1201-discrete-16gb-bw3",
                                                ("gfx1201", False, 15.9, None), (None, False)),
-    "v9.4-schema-890m-xdna2-windows-assembled": ("9.4-10.2", "windows", "amd-rdna3.5-gfx1150-unified-32gb-bw1",
+    "old-schema-v9.4-890m-xdna2-windows-assembled": ("9.4-10.2", "windows", "amd-rdna3.5-gfx1150-unified-32gb-bw1",
                                                  ("gfx1150", True, None, None), ("XDNA2", True)),
-    "v10-schema-strix-halo-linux-pr2241": ("10.3-10.x", "linux", "amd-rdna3.5-gfx1151-unified-128gb-bw2",
+    "old-schema-v10-strix-halo-linux-pr2241": ("10.3-10.x", "linux", "amd-rdna3.5-gfx1151-unified-128gb-bw2",
                                            ("gfx1151", True, 0.5, 117.2), ("XDNA2", True)),
     "strix-halo-128gb-linux": ("11.x", "linux", "amd-rdna3.5-gfx1151-unified-128gb-bw2",
                                ("gfx1151", True, 0.5, 124.0), ("XDNA2", True)),
@@ -58,14 +58,14 @@ def test_readme_names_every_fixture_and_era():
 
 
 def test_zero_sizes_of_9x_windows_igpus_are_unknown_not_zero():
-    hw = load("v9.4-schema-890m-xdna2-windows-assembled")
+    hw = load("old-schema-v9.4-890m-xdna2-windows-assembled")
     (g,) = hw.gpus  # the document says vram_gb 0.0 and virtual_mem_gb 0.0: Lemonade knew no size
     assert g.dedicated_bytes is None and g.shared_bytes is None
     assert {a.fact for a in hw.absent} >= {"gpus[0].dedicated_bytes", "gpus[0].shared_bytes"}
 
 
 def test_93_recipes_supported_and_available_flags():
-    hw = load("v9.3-schema-rx9070xt-windows-assembled")
+    hw = load("old-schema-v9.3-rx9070xt-windows-assembled")
     llama = [b for b in hw.backends if b.startswith("llamacpp:")]
     assert llama == ["llamacpp:vulkan", "llamacpp:rocm", "llamacpp:cpu"]  # 9.3's own preference, metal unsupported
     assert hw.installed_backends == ("llamacpp:vulkan",)
@@ -73,14 +73,14 @@ def test_93_recipes_supported_and_available_flags():
 
 
 def test_94_states_and_the_npu_recipes():
-    hw = load("v9.4-schema-890m-xdna2-windows-assembled")
+    hw = load("old-schema-v9.4-890m-xdna2-windows-assembled")
     assert "flm:npu" in hw.installed_backends and "ryzenai-llm:npu" in hw.backends
     assert [b for b in hw.backends if b.startswith("llamacpp:")] == ["llamacpp:vulkan", "llamacpp:rocm", "llamacpp:cpu"]
     assert "sd-cpp:rocm" not in hw.backends  # unsupported on a Windows gfx1150
 
 
 def test_windows_os_caption_and_processor_suffix():
-    doc = json.loads((SI / "v9.3-schema-rx9070xt-windows-assembled.json").read_text())
+    doc = json.loads((SI / "old-schema-v9.3-rx9070xt-windows-assembled.json").read_text())
     assert doc["OS Version"].startswith("Microsoft Windows")
     del doc["devices"]["cpu"]["name"]  # only the Processor string is left: its "(8 cores, …)" suffix goes
     hw = from_system_info(doc)
