@@ -33,6 +33,7 @@ _SERIES = (
     (re.compile(r"\bRX\s*7[6-9]\d0", re.I), "rdna3", None),
     (re.compile(r"\bRX\s*90[5-7]0", re.I), "rdna4", None),
 )
+_MIG = re.compile(r"\bMIG \d+g\.(\d+)gb\b")
 _APPLE = re.compile(r"\bApple\s*M(\d+)(?:\s*(Pro|Max|Ultra))?\b", re.IGNORECASE)
 # CPU-only: conservative (slowest common) memory configuration per platform, GB/s
 _CPU_PLATFORMS = (
@@ -179,6 +180,17 @@ def _ram_from_pool(pool: float, vendor: str, sold: tuple[float, ...]) -> tuple[f
     return nominal_gb(guess), "rounded up to a marketed size" + (" at 3/4 working set" if ratio < 1 else "")
 
 
+def _mig_slice(g: GPU, profile_gb: float) -> tuple[int, int, str, str]:
+    """A MIG instance with no memory reading: its profile names its memory (1g.10gb), and a slice gets the
+    share of the GPU's bandwidth that its share of the memory carries (estimates, for the id only)."""
+    row = catalog.row(g.marketing_name) if g.marketing_name else None
+    whole = max(row.vram_gb) if row and row.vram_gb else None
+    share = min(1.0, profile_gb / whole) if whole else 1.0
+    gbs = (g.bandwidth_gbs or 0) * share
+    return (bucket_gb(profile_gb), bw_tier(gbs), f"MIG profile {profile_gb:g} GB (estimate from its name)",
+            f"bandwidth estimated {gbs:.0f} GB/s: the MIG slice's share ({share:.2f}) of the GPU's")
+
+
 def _ids(vendor: str, family: str | None, arch: str | None, memclass: str, bucket: int, tier: int,
          count: int) -> tuple[str, ...]:
     def strip(tok: str | None) -> str | None:
@@ -266,6 +278,11 @@ def classify(hw: HardwareFacts) -> Archetype:
         family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0] \
             or (series[0] if series else None)
         bucket, mem_reason, mem_est = _memory(hw, g, unified)
+        mig = _MIG.search(g.name)
+        if mig and g.dedicated_bytes is None and g.bandwidth_gbs:
+            bucket, tier, mem_reason, bw_reason = _mig_slice(g, float(mig.group(1)))
+            per[i] = (bucket, mem_reason, True, tier, family, True, bw_reason)
+            continue
         if g.bandwidth_gbs:
             tier, bw_reason, bw_est = bw_tier(g.bandwidth_gbs), f"bandwidth {g.bandwidth_gbs:g} GB/s", False
         else:

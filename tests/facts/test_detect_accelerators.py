@@ -184,3 +184,10 @@ def test_nvml_mig_values_give_exact_instance_memory():
     assert (mig.name, mig.arch, mig.dedicated_bytes, mig.index) == ("NVIDIA A100-SXM4-80GB MIG 1g.10gb", "sm_80",
                                                                    9728 << 20, 0)
     assert mig.provenance["dedicated_bytes"] == "NVML MIG device memory"
+
+
+def test_a_mig_instance_is_classified_by_its_slice_not_the_whole_gpu(tmp_path):
+    a = classify(linux(FIXTURES / "linux-this-machine", PATH=_mig_tool(tmp_path)))
+    # four 1g.10gb slices of A100 80GB: 10 GB -> the 8 GB bucket, 1/8 of 2039 GB/s -> bw2; never the 80 GB card
+    assert a.id == "nvidia-ampere-sm_80-discrete-8gb-bw2-x4" and a.count == 4
+    assert a.confidence == "low" and any("MIG profile 10 GB" in r for r in a.reasons)
