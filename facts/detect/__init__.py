@@ -20,7 +20,7 @@ def detect(
     env: Mapping[str, str] | None = None,
     platform: str | None = None,
 ) -> HardwareFacts:
-    """Detect OS, CPU, RAM and GPUs. Never raises for a missing tool, permission error, timeout or
+    """Detect OS, CPU, RAM, GPUs (MIG instances as devices) and the AMD NPU. Never raises for a missing tool, permission error, timeout or
     unparsable output: that fact stays None and `HardwareFacts.absent` says why.
 
     `root` points the file probes at another tree (canned /proc and /sys in tests); `env` supplies PATH and
