@@ -20,8 +20,8 @@ def detect(
     env: Mapping[str, str] | None = None,
     platform: str | None = None,
 ) -> HardwareFacts:
-    """Detect OS, CPU, RAM, GPUs (MIG instances as devices) and the AMD NPU. Never raises for a missing tool, permission error, timeout or
-    unparsable output: that fact stays None and `HardwareFacts.absent` says why.
+    """Detect OS, CPU, RAM, GPUs (MIG instances as devices) and the AMD NPU. Never raises for a missing tool,
+    permission error, timeout or unparsable output: that fact stays None and `HardwareFacts.absent` says why.
 
     `root` points the file probes at another tree (canned /proc and /sys in tests); `env` supplies PATH and
     the visibility variables (CUDA_VISIBLE_DEVICES, HSA_OVERRIDE_GFX_VERSION); `platform` overrides
