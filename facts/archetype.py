@@ -16,7 +16,7 @@ MARKETED_GB = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 76
 TIER_EDGES_GBS = (60, 170, 340, 700, 1300, 2500)  # bw0 <60 ... bw6 >=2500, placed in gaps of real devices
 ISA_ORDER = ("avx512", "avx2", "avx", "neon")
 
-_NV_FAMILY = (("sm_6", "pascal"), ("sm_7", "volta"), ("sm_75", "turing"), ("sm_8", "ampere"), ("sm_89", "ada"),
+_NV_FAMILY = (("sm_5", "maxwell"), ("sm_6", "pascal"), ("sm_7", "volta"), ("sm_75", "turing"), ("sm_8", "ampere"), ("sm_89", "ada"),
               ("sm_9", "hopper"), ("sm_10", "blackwell"), ("sm_11", "blackwell"), ("sm_12", "blackwell"))
 _AMD_FAMILY = (("gfx90", "gcn5"), ("gfx908", "cdna1"), ("gfx90a", "cdna2"), ("gfx94", "cdna3"), ("gfx95", "cdna4"),
                ("gfx101", "rdna1"), ("gfx103", "rdna2"), ("gfx110", "rdna3"), ("gfx115", "rdna3.5"),
@@ -33,6 +33,7 @@ _SERIES = (
     (re.compile(r"\bRX\s*7[6-9]\d0", re.I), "rdna3", None),
     (re.compile(r"\bRX\s*90[5-7]0", re.I), "rdna4", None),
 )
+_MIG = re.compile(r"\bMIG \d+g\.(\d+)gb\b")
 _APPLE = re.compile(r"\bApple\s*M(\d+)(?:\s*(Pro|Max|Ultra))?\b", re.IGNORECASE)
 # CPU-only: conservative (slowest common) memory configuration per platform, GB/s
 _CPU_PLATFORMS = (
@@ -155,12 +156,39 @@ def _memory(hw: HardwareFacts, g: GPU, unified: bool) -> tuple[int, str, bool]:
         return bucket_gb(nominal_gb(gib)), f"unified: usable RAM {gib:.2f} GiB rounded up to a marketed size", True
     pool = ((g.dedicated_bytes or 0) + (g.shared_bytes or 0)) / GIB
     if pool:
-        ratio = 0.75 if g.vendor == "apple" else 1.0  # Metal's working set is ~2/3-3/4 of RAM
-        est = nominal_gb(pool / ratio)
-        return bucket_gb(est), f"unified: RAM estimated {est} GB from the GPU pool {pool:.1f} GiB", True
+        est, how = _ram_from_pool(pool, g.vendor, row.vram_gb if row else ())
+        return bucket_gb(est), f"unified: RAM estimated {est:g} GB from the GPU pool {pool:.1f} GiB ({how})", True
     if smallest:
         return bucket_gb(smallest), f"unified: RAM unknown; smallest configuration sold ({smallest:g} GB) assumed", True
     return 0, "unified: RAM unknown", True
+
+
+def _ram_from_pool(pool: float, vendor: str, sold: tuple[float, ...]) -> tuple[float, str]:
+    """The RAM size behind a unified GPU pool: Metal's working set is ~3/4 of RAM (more when the wired limit
+    is raised), other pools at most all of it. A size the part was sold with is preferred; the RAM is
+    never below the pool."""
+    ratio = 0.75 if vendor == "apple" else 1.0
+    guess = pool / ratio
+    fits = [s for s in sold if s >= guess * (1 - BUCKET_TOLERANCE)]
+    if fits:
+        return min(fits), f"the smallest size sold at or above {guess:.1f} GiB"
+    above = [s for s in sold if s >= pool * (1 - BUCKET_TOLERANCE)]
+    if above:
+        return min(above), "the smallest size sold at or above the pool"
+    if sold:  # more than every size sold: a raised limit; the pool itself bounds the RAM from below
+        return nominal_gb(pool), "the pool rounded up to a marketed size"
+    return nominal_gb(guess), "rounded up to a marketed size" + (" at 3/4 working set" if ratio < 1 else "")
+
+
+def _mig_slice(g: GPU, profile_gb: float) -> tuple[int, int, str, str]:
+    """A MIG instance with no memory reading: its profile names its memory (1g.10gb), and a slice gets the
+    share of the GPU's bandwidth that its share of the memory carries (estimates, for the id only)."""
+    row = catalog.row(g.marketing_name) if g.marketing_name else None
+    whole = max(row.vram_gb) if row and row.vram_gb else None
+    share = min(1.0, profile_gb / whole) if whole else 1.0
+    gbs = (g.bandwidth_gbs or 0) * share
+    return (bucket_gb(profile_gb), bw_tier(gbs), f"MIG profile {profile_gb:g} GB (estimate from its name)",
+            f"bandwidth estimated {gbs:.0f} GB/s: the MIG slice's share ({share:.2f}) of the GPU's")
 
 
 def _ids(vendor: str, family: str | None, arch: str | None, memclass: str, bucket: int, tier: int,
@@ -250,6 +278,11 @@ def classify(hw: HardwareFacts) -> Archetype:
         family = g.family or family_from_arch(g.arch) or (apple_chip(g.name) or (None,))[0] \
             or (series[0] if series else None)
         bucket, mem_reason, mem_est = _memory(hw, g, unified)
+        mig = _MIG.search(g.name)
+        if mig and g.dedicated_bytes is None and g.bandwidth_gbs:
+            bucket, tier, mem_reason, bw_reason = _mig_slice(g, float(mig.group(1)))
+            per[i] = (bucket, mem_reason, True, tier, family, True, bw_reason)
+            continue
         if g.bandwidth_gbs:
             tier, bw_reason, bw_est = bw_tier(g.bandwidth_gbs), f"bandwidth {g.bandwidth_gbs:g} GB/s", False
         else:
@@ -267,8 +300,11 @@ def classify(hw: HardwareFacts) -> Archetype:
     members = max(groups.values(), key=lambda idx: (len(idx) * per[idx[0]][0], per[idx[0]][3], -idx[0]))
     for idx in groups.values():
         if idx is not members:
-            reasons.append(f"secondary GPU(s) kept out of the id: {gpus[idx[0]].marketing_name or gpus[idx[0]].name}"
-                           + (f" x{len(idx)}" if len(idx) > 1 else ""))
+            o = gpus[idx[0]]
+            what = ", ".join(t for t in (o.arch, f"{per[idx[0]][0]} GB bucket" if per[idx[0]][0] else "memory unknown",
+                                         f"bw{per[idx[0]][3]}") if t)
+            reasons.append(f"secondary GPU(s) kept out of the id: {o.marketing_name or o.name}"
+                           + (f" x{len(idx)}" if len(idx) > 1 else "") + f" ({what})")
     first = members[0]
     g = gpus[first]
     bucket, mem_reason, mem_est, tier, family, bw_est, bw_reason = per[first]

@@ -317,21 +317,45 @@ def _gpu_mem_gb(gpu: GPU, nominal_ram_gb: float | None) -> float | None:
     return None
 
 
+def _arch_only(how: str, cands: list[CatalogRow]) -> bool:
+    """Discrete parts matched by the architecture id alone ('RTX XXXX', sm_75) in a report without memory:
+    the arch says which generation, not which card, so no row's memory or bandwidth may be taken for it."""
+    return how.startswith("arch ") and "," not in how and not any(r.unified for r in cands)
+
+
+def _agreed(gpu: GPU, cands: list[CatalogRow], how: str) -> GPU:
+    """Only the facts every candidate row agrees on (family, device class)."""
+    label = f"gpus.csv: {len(cands)} rows share it (matched by {how}; no single card identified)"
+    update: dict[str, object] = {}
+    prov = dict(gpu.provenance)
+    for field, values in (("family", {r.family for r in cands}), ("device_class", {r.device_class for r in cands})):
+        value = values.pop() if len(values) == 1 else None
+        if getattr(gpu, field) is None and value:
+            update[field] = value
+            prov[field] = label
+    if not update:
+        return gpu
+    return gpu.model_copy(update={**update, "provenance": prov})
+
+
 def enrich(gpu: GPU, *, cpu_name: str | None = None, nominal_ram_gb: float | None = None) -> GPU:
     """A copy of `gpu` with catalog facts filled where unknown (detected values are never overwritten).
 
     `nominal_ram_gb` (optional) helps pick variants of unified parts sold with one memory size."""
+    mem_gb = _gpu_mem_gb(gpu, nominal_ram_gb)
     cands, how = resolve(
         vendor=gpu.vendor,
         name=gpu.name,
         pci_id=gpu.pci_id,
         arch=gpu.arch,
-        vram_gb=_gpu_mem_gb(gpu, nominal_ram_gb),
+        vram_gb=mem_gb,
         compute_units=gpu.compute_units,
         cpu_brand=cpu_name,
     )
     if not cands:
         return gpu
+    if mem_gb is None and _arch_only(how, cands):
+        return _agreed(gpu, cands, how)
     chosen = conservative(cands)
     label = f"gpus.csv:{chosen.marketing_name} (matched by {how}"
     if len(cands) > 1:

@@ -17,6 +17,8 @@ MAX_PLAUSIBLE_GIB = 4096.0  # no single device or machine in scope has more
 _SIZE = re.compile(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*(TB|GB|MB|TiB|GiB|MiB)?\s*$", re.IGNORECASE)
 _UNIT_GIB = {"tb": 1024.0, "tib": 1024.0, "gb": 1.0, "gib": 1.0, "mb": 1 / 1024, "mib": 1 / 1024}
 _INSTALLED = ("installed", "update_available", "update_required")
+_CORES_SUFFIX = re.compile(r"\s*\(\d+ cores, \d+ logical processors\)\s*$")  # Windows "Processor" of 9.x+
+_FALLBACK_ORDER = {"metal": 0, "cuda": 1, "vulkan": 2, "rocm": 3, "system": 4, "npu": 5, "default": 6, "cpu": 7}
 _OLD_ENGINE = re.compile(r"^llamacpp-(vulkan|rocm|metal|cpu|cuda)$")
 
 
@@ -88,9 +90,9 @@ def _load(doc: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]:
 def _os(version: str | None, label: str) -> OSInfo:
     if not version:
         return OSInfo()
-    low = version.lower()
+    low = version.lower().removeprefix("microsoft ")  # C++ Lemonade on Windows: WMI's "Microsoft Windows 11 …"
     name = "linux" if low.startswith("linux") else "windows" if low.startswith("windows") else \
-        "macos" if low.startswith(("macos", "darwin")) else "unknown"
+        "macos" if low.startswith(("macos", "darwin", "mac os")) else "unknown"
     return OSInfo(name=name, version=version, provenance={"name": f"{label}:OS Version"})
 
 
@@ -119,6 +121,8 @@ class _Builder:
     def gib(self, obj: dict[str, Any], key: str, path: str) -> int | None:
         value = self.d.get(obj, key, "number", f"{path}.{key}")
         if value is None:
+            return None
+        if value == 0:  # 9.2-10.2 always print the iGPU sizes, 0.0 when Windows gives none: unknown, not 0
             return None
         if value < 0 or value > MAX_PLAUSIBLE_GIB:
             self.warnings.append(f"{path}.{key} = {value!r} GiB is implausible; ignored")
@@ -221,13 +225,20 @@ def _recipes(b: _Builder, data: dict[str, Any]) -> tuple[list[str], list[str], d
         rows = b.d.get(info, "backends", "object", f"{path}.backends") or {}
         support = b.d.get(info, "support", "array", f"{path}.support") or []
         preference = [s.get("backend") for s in support if isinstance(s, dict) and isinstance(s.get("backend"), str)]
-        names = sorted(rows, key=lambda n: (preference.index(n) if n in preference else len(preference), n))
+        # Lemonade's `support` list is its preference order; older documents (9.x) have none, and their keys
+        # arrive sorted by name, so the order Lemonade's own table used then is taken (metal > vulkan > rocm > cpu)
+        names = sorted(rows, key=lambda n: (preference.index(n) if n in preference else len(preference),
+                                            _FALLBACK_ORDER.get(n, len(_FALLBACK_ORDER)), n))
         for name in names:
             row = rows[name]
             if not isinstance(row, dict):
                 b.d.problems.append(f"{path}.backends.{name}: expected an object, got {json.dumps(row)[:60]}")
                 continue
             state = b.d.get(row, "state", "str", f"{path}.backends.{name}.state")
+            if state is None and "supported" in row:  # 9.3: {"supported": bool, "available": bool}
+                supported = b.d.get(row, "supported", "bool", f"{path}.backends.{name}.supported")
+                available = b.d.get(row, "available", "bool", f"{path}.backends.{name}.available")
+                state = "unsupported" if not supported else "installed" if available else "installable"
             if state is None or state == "unsupported":
                 continue
             backends.append(f"{recipe}:{name}")
@@ -266,7 +277,8 @@ def from_system_info(doc: dict[str, Any] | str | bytes, *, source: str = "system
     if isinstance(data.get("error"), str):
         b.warnings.append(f"Lemonade reported a detection failure: {data['error']}")
     cpu_obj = d.get(devices or {}, "cpu", "object", "devices.cpu") or {}
-    cpu_name = d.get(cpu_obj, "name", "str", "devices.cpu.name") or processor
+    cpu_name = d.get(cpu_obj, "name", "str", "devices.cpu.name") or \
+        (_CORES_SUFFIX.sub("", processor) if processor else None)
     cores = d.get(cpu_obj, "cores", "int", "devices.cpu.cores")
     threads = d.get(cpu_obj, "threads", "int", "devices.cpu.threads")
     family = d.get(cpu_obj, "family", "str", "devices.cpu.family")

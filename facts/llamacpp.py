@@ -1,4 +1,4 @@
-"""llama.cpp device reports (`--list-devices`, backend start-up lines) -> HardwareFacts."""
+"""llama.cpp device reports (`--list-devices`, backend start-up lines of every backend and era) -> HardwareFacts."""
 
 from __future__ import annotations
 
@@ -6,41 +6,31 @@ import re
 from dataclasses import dataclass, field
 
 from facts import catalog
+from facts._llama_lines import DeviceLine, number, parse_device_line, split_joined
+from facts.archetype import apple_chip
 from facts.errors import FactsInputError
-from facts.merge import dedupe_gpus
-from facts.models import CPU, GPU, HardwareFacts
+from facts.merge import combine_gpu, dedupe_gpus
+from facts.models import CPU, GPU, Absent, HardwareFacts, Memory
+
+__all__ = ["KIND", "DeviceLine", "from_llama_devices", "number", "parse_device_line"]
 
 MIB = 1024**2
 KIND = "llama-devices"
-_NUM = r"[0-9]+(?:[.,][0-9]+)?"
-_BACKENDS = r"CUDA|ROCm|HIP|Vulkan|MTL|Metal|SYCL|OpenCL|CANN|MUSA|BLAS|RPC"
-_LIST = re.compile(rf"\b(?P<dev>(?:{_BACKENDS})\d+): (?P<desc>.+?) \((?P<total>{_NUM}) MiB"
-                   rf"(?:, (?P<free>{_NUM}) MiB free)?\)\s*$")
-_VK_NEW = re.compile(r"ggml_vulkan: (?P<idx>\d+) = (?P<name>.+?) \((?P<driver>[^()]*)\) \| uma: (?P<uma>[01])")
-_VK_OLD = re.compile(r"\b(?P<dev>Vulkan\d+): (?P<name>.+?) \((?P<driver>[^()]*)\) \| uma: (?P<uma>[01])")
-_CUDA_FOUND = re.compile(r"ggml_(?:cuda_init|init_cublas): found \d+ (?P<backend>CUDA|ROCm|MUSA) devices")
-_CUDA_DEV = re.compile(rf"^\s*Device (?P<idx>\d+): (?P<name>.+?), compute capability (?P<major>\d+)\.(?P<minor>\d+)"
-                       rf"(?:, VMM: \w+)?(?:, VRAM: (?P<vram>{_NUM}) MiB)?")
-_ROCM_DEV = re.compile(rf"^\s*Device (?P<idx>\d+): (?P<name>.+?), (?P<gfx>gfx[0-9a-f]+)(?::[^\s,(]*)?"
-                       rf"(?: \(0x[0-9a-f]+\))?(?:, VMM: \w+)?(?:, Wave Size: \d+)?(?:, VRAM: (?P<vram>{_NUM}) MiB)?",
-                       re.IGNORECASE)
-_MTL_NAME = re.compile(r"ggml_metal_(?:init|device_init)?:?\s*(?:found device|GPU name):\s+(?P<name>\S.*?)\s*$")
-_MTL_WS = re.compile(rf"recommendedMaxWorkingSetSize\s*=\s*(?P<mb>{_NUM}) MB")
-_MTL_UMA = re.compile(r"hasUnifiedMemory\s*=\s*(?P<v>true|false)")
-_USING = re.compile(rf"using device (?P<dev>\w+?\d+) \((?P<name>.+?)\)(?: \([0-9a-fA-F:.]+\))?"
-                    rf" - (?P<free>{_NUM}) MiB free")
-_SYSINFO = re.compile(r"system_info: n_threads = \d+.*?/ (?P<threads>\d+) \|(?P<flags>.*)$")
-_HEADER = re.compile(r"^\s*Available devices:\s*$")
-_RADV_GFX = re.compile(r"\bRADV (GFX\d+[0-9A-F]?)\b", re.IGNORECASE)
-_DEV_SUFFIX = re.compile(r"\s*\(dev p\d+/v\d+\)\s*$")
-_ISA_FLAGS = {"AVX": "avx", "AVX2": "avx2", "AVX512": "avx512", "AVX512_BF16": "avx512_bf16", "AVX_VNNI": "avx_vnni",
-              "F16C": "f16c", "FMA": "fma", "NEON": "neon", "SVE": "sve", "DOTPROD": "dotprod"}
-_PREFIX = {"HIP": "ROCm", "Metal": "MTL"}
+# MTLGPUFamilyAppleN -> the Mac chip generation, where only one generation has that family
+# (Apple7 = M1 / A14, Apple8 = M2 / A15-A16, Apple10 = M5 / A19; Apple9 is both M3 and M4)
+_METAL_GENERATION = {7: "apple-m1", 8: "apple-m2", 10: "apple-m5"}
+_NOT_A_GPU = re.compile(r"\bFPGA\b|\bCore\(TM\)|\bProcessor\b|\bXeon\b|\bEPYC\b|\bCPU\b", re.IGNORECASE)
+# Intel names only integrated GPUs carry: UHD / Iris / HD Graphics, and "Arc Graphics" without a model number
+_INTEL_IGPU = re.compile(r"\b(?:UHD|Iris|HD)\b.*Graphics|^Intel (?:Arc )?Graphics(?: \(|$)", re.IGNORECASE)
+_ADRENO = re.compile(r"\bAdreno(?:\(TM\))?\s*(X\d-\d+|\d{3})\b", re.IGNORECASE)
+_FAILED = re.compile(r"(failed to initialize \w+: .+|no \w+ devices found.*|Found 0 \w+ devices.*)$", re.IGNORECASE)
+_SKIPPED = {"RPC": "a remote RPC server (another machine)", "BLAS": "the CPU's BLAS library",
+            "CPU": "the CPU", "COREML": "an NPU (Core ML)", "CANN": "an Ascend NPU"}
 
 
 @dataclass
 class _Dev:
-    backend: str  # CUDA / ROCm / Vulkan / MTL / SYCL ...
+    backend: str  # CUDA / ROCm / Vulkan / MTL / SYCL / OpenCL / MUSA ...
     index: int
     name: str | None = None
     total_mib: float | None = None
@@ -48,6 +38,7 @@ class _Dev:
     arch: str | None = None
     uma: bool | None = None
     driver: str = ""  # Vulkan driver name, a vendor hint: (radv), (NVIDIA), (AMD proprietary driver)
+    platform: str | None = None  # SYCL level_zero / opencl, or the "compute capability" an old SYCL list printed
     lines: list[int] = field(default_factory=list)
 
     @property
@@ -55,99 +46,109 @@ class _Dev:
         return f"{self.backend}{self.index}"
 
 
-def _num(text: str) -> float:
-    return float(text.replace(",", "."))
-
-
 def _vendor(name: str, backend: str, driver: str = "") -> str:
     """The vendor the device name or driver names, else the one the backend implies."""
     vendor = catalog.vendor_from_name(f"{name} {driver}")
-    return vendor if vendor != "unknown" else {"CUDA": "nvidia", "ROCm": "amd", "MTL": "apple"}.get(backend, "unknown")
+    implied = {"CUDA": "nvidia", "ROCm": "amd", "MTL": "apple", "SYCL": "intel"}
+    return vendor if vendor != "unknown" else implied.get(backend, "unknown")
 
 
 class _Reader:
+    """Folds the DeviceLines of one report into devices, keeping each line number for provenance."""
+
     def __init__(self) -> None:
         self.devs: dict[tuple[str, int], _Dev] = {}
         self.header = False
-        self.cuda_backend = "CUDA"
-        self.metal_names: list[str] = []
-        self.metal_ws: float | None = None
-        self.metal_uma: bool | None = None
+        self.context: str | None = None  # backend of the last `found N <backend> devices` line
+        self.last: _Dev | None = None
+        self.metal: dict[str, object] = {}
         self.metal_line = 0
         self.threads: int | None = None
         self.isa: tuple[str, ...] = ()
+        self.cpu_name: str | None = None
+        self.ram: tuple[float, float | None, int] | None = None
+        self.skipped: dict[str, str] = {}
+        self.failures: list[str] = []
 
     def dev(self, backend: str, index: int, line: int) -> _Dev:
-        backend = _PREFIX.get(backend, backend)
         d = self.devs.setdefault((backend, index), _Dev(backend, index))
         d.lines.append(line)
+        self.last = d
         return d
 
     def feed(self, raw: str, n: int) -> None:
-        line = raw.rstrip()
-        if _HEADER.match(line):
+        if failed := _FAILED.search(raw.strip()):
+            self.failures.append(f"line {n}: {failed.group(1)[:120]}")
+        for part in split_joined(raw):
+            item = parse_device_line(part, self.context)
+            if item is not None:
+                self.take(item, n)
+
+    def take(self, x: DeviceLine, n: int) -> None:
+        if x.kind == "header":
             self.header = True
-            return
-        if m := _LIST.search(line):
-            prefix = re.match(r"[A-Za-z]+", m["dev"]).group(0)
-            d = self.dev(prefix, int(m["dev"][len(prefix):]), n)
-            d.name = _DEV_SUFFIX.sub("", m["desc"])
-            d.total_mib = _num(m["total"])
-            if m["free"]:
-                d.free_mib = _num(m["free"])
-            return
-        if m := _VK_NEW.search(line) or _VK_OLD.search(line):
-            idx = int(m["idx"]) if "idx" in m.groupdict() else int(m["dev"][len("Vulkan"):])
-            d = self.dev("Vulkan", idx, n)
-            d.name = d.name or m["name"]
-            d.uma = m["uma"] == "1"
-            gfx = _RADV_GFX.search(m["name"])
-            if gfx and not d.arch:
-                d.arch = gfx.group(1).lower()
-            d.driver = d.driver or m["driver"]
-            return
-        if m := _CUDA_FOUND.search(line):
-            self.cuda_backend = m["backend"]
-            return
-        if m := _ROCM_DEV.search(line):
-            d = self.dev("ROCm", int(m["idx"]), n)
-            d.name = d.name or m["name"]
-            d.arch = m["gfx"].lower()
-            if m["vram"]:
-                d.total_mib = d.total_mib or _num(m["vram"])
-            return
-        if m := _CUDA_DEV.search(line):
-            backend = self.cuda_backend
-            amd = _vendor(m["name"], backend) == "amd"
-            d = self.dev("ROCm" if amd else backend, int(m["idx"]), n)
-            d.name = d.name or m["name"]
-            if backend == "CUDA" and not amd:  # a HIP build's "compute capability" is not an sm_ arch
-                d.arch = f"sm_{m['major']}{m['minor']}"
-            if m["vram"]:
-                d.total_mib = d.total_mib or _num(m["vram"])
-            return
-        if m := _USING.search(line):
-            prefix = re.match(r"[A-Za-z]+", m["dev"]).group(0)
-            d = self.dev(prefix, int(m["dev"][len(prefix):]), n)
-            d.name = d.name or m["name"]
-            d.free_mib = _num(m["free"])
-            return
-        if m := _MTL_NAME.search(line):
-            if m["name"] not in self.metal_names:
-                self.metal_names.append(m["name"])
+        elif x.kind == "found":
+            self.context = x.backend
+        elif x.kind == "sysinfo":
+            self.threads, self.isa = x.threads, x.isa
+        elif x.kind.startswith("metal-"):
             self.metal_line = self.metal_line or n
+            key = {"metal-name": "name", "metal-ws": "ws", "metal-uma": "uma", "metal-family": "family"}[x.kind]
+            value = {"name": x.name, "ws": x.total_mib, "uma": x.uma, "family": x.count}[key]
+            if value is not None:
+                self.metal[key] = value
+        elif x.kind == "sycl-mem":
+            if self.last is not None and self.last.backend == "SYCL" and self.last.total_mib is None:
+                self.last.total_mib = x.total_mib
+        elif x.backend in _SKIPPED or x.index is None:
+            if x.backend == "CPU" and x.kind == "list":
+                self.cpu_name = x.name
+                self.ram = (x.total_mib or 0, x.free_mib, n)
+            elif x.backend in _SKIPPED:
+                self.skipped.setdefault(x.name or x.backend or "?", _SKIPPED[x.backend])
+        else:
+            self.device(x, n)
+
+    def device(self, x: DeviceLine, n: int) -> None:
+        backend = x.backend or "CUDA"
+        if x.kind == "device" and backend == "SYCL" and x.name and _NOT_A_GPU.search(x.name):
+            self.skipped.setdefault(x.name, "not a GPU (a SYCL CPU or FPGA-emulation device)")
+            self.last = None
             return
-        if m := _MTL_WS.search(line):
-            self.metal_ws = _num(m["mb"])
-            self.metal_line = self.metal_line or n
+        if x.kind == "sycl-row" and x.device_type != "gpu":
+            self.skipped.setdefault(x.name or "?", f"not a GPU (SYCL {x.device_type} device)")
             return
-        if m := _MTL_UMA.search(line):
-            self.metal_uma = m["v"] == "true"
-            return
-        if m := _SYSINFO.search(line):
-            self.threads = int(m["threads"])
-            flags = dict(re.findall(r"\b([A-Z0-9_]+) = ([01])\b", m["flags"]))
-            self.isa = tuple(sorted(v for k, v in _ISA_FLAGS.items() if flags.get(k) == "1"))
+        d = self.dev(backend, x.index or 0, n)
+        if x.name and (d.name is None or x.kind in ("list", "breakdown")):
+            d.name = x.name
+        if x.total_mib is not None and (d.total_mib is None or x.kind in ("list", "breakdown")):
+            d.total_mib = x.total_mib
+        if x.free_mib is not None:
+            d.free_mib = x.free_mib
+        if x.arch and not d.arch:
+            d.arch = x.arch
+        if x.uma is not None:
+            d.uma = x.uma
+        if x.driver and not d.driver:
+            d.driver = x.driver
+        if x.platform and not d.platform:
+            d.platform = x.platform
+
+    def devices(self) -> list[_Dev]:
+        """Devices in the order first seen, SYCL platform duplicates dropped."""
+        devs = sorted(self.devs.values(), key=lambda d: d.lines[0])
+        sycl = [d for d in devs if d.backend == "SYCL"]
+        if any(d.platform == "level_zero" for d in sycl):  # the table lists one GPU per platform
+            devs = [d for d in devs if not (d.backend == "SYCL" and d.platform == "opencl")]
+        seen: dict[str, str] = {}
+        out = []
+        for d in devs:  # the older SYCL list prints the same GPU once per platform (another version number)
+            old_list = d.backend == "SYCL" and d.name and d.platform not in (None, "level_zero", "opencl")
+            if old_list and seen.setdefault(d.name, d.platform) != d.platform:
+                self.skipped.setdefault(f"{d.label} {d.name}", "the same GPU through another SYCL platform")
+                continue
+            out.append(d)
+        return out
 
 
 def _build(d: _Dev, label: str) -> GPU:
@@ -169,37 +170,91 @@ def _build(d: _Dev, label: str) -> GPU:
         prov["unified"] = where + " (uma)"
         if d.uma:
             fields["integrated"] = True
+    elif vendor == "qualcomm":  # every Adreno is a SoC GPU computing from the system RAM
+        fields.update(unified=True, integrated=True)
+        prov["unified"] = prov["integrated"] = where + " (Adreno: a SoC GPU)"
+        if model := _ADRENO.search(name):
+            fields["arch"] = f"adreno-{model.group(1).lower()}"
+            prov["arch"] = where + " (the Adreno model in the name)"
+    elif vendor == "apple" and d.backend == "MTL":  # Apple silicon: one memory pool for CPU and GPU
+        fields.update(unified=True, integrated=True)
+        prov["unified"] = prov["integrated"] = where + " (an Apple GPU)"
+    elif vendor == "intel" and _INTEL_IGPU.search(catalog.normalize(name)):
+        fields.update(unified=True, integrated=True)
+        prov["unified"] = prov["integrated"] = where + " (an Intel integrated-GPU name)"
     gpu = catalog.enrich(GPU(**fields, provenance=prov))
-    if gpu.unified and gpu.dedicated_bytes is not None:  # an APU's llama.cpp total is its whole GPU pool
+    if gpu.vendor == "apple" and gpu.arch is None and (chip := apple_chip(name)):  # a chip newer than gpus.csv
+        gpu = gpu.model_copy(update={"arch": chip[1], "provenance": {**gpu.provenance,
+                                                                     "arch": where + " (the chip in the name)"}})
+    return _unified_pool(gpu, where)
+
+
+def _unified_pool(gpu: GPU, where: str) -> GPU:
+    """An APU's llama.cpp total is its whole GPU pool (GTT / working set), not a carve-out."""
+    if gpu.unified and gpu.dedicated_bytes is not None:
         p = dict(gpu.provenance)
         p["shared_bytes"] = p.pop("dedicated_bytes", where)
-        gpu = gpu.model_copy(update={"shared_bytes": gpu.dedicated_bytes, "dedicated_bytes": None, "provenance": p})
+        return gpu.model_copy(update={"shared_bytes": gpu.dedicated_bytes, "dedicated_bytes": None, "provenance": p})
     return gpu
 
 
 def _metal(reader: _Reader, label: str) -> GPU | None:
-    if not reader.metal_names and reader.metal_ws is None:
+    """The Metal device the ggml_metal_init / ggml_metal_device_init lines describe (any era)."""
+    m = reader.metal
+    if "name" not in m and "ws" not in m and "family" not in m:
         return None
-    name = reader.metal_names[-1] if reader.metal_names else "Metal GPU"
-    vendor = _vendor(name, "MTL") if reader.metal_names else ("apple" if reader.metal_uma is not False else "unknown")
+    named = "name" in m
+    name = str(m["name"]) if named else "Metal GPU"
+    uma = m.get("uma")
+    vendor = _vendor(name, "MTL") if named else ("apple" if uma is not False else "unknown")
+    if uma is False and vendor == "apple" and not named:
+        vendor = "unknown"
     where = f"{label}:line {reader.metal_line}"
     fields: dict[str, object] = {"vendor": vendor, "name": name, "llama_devices": ("MTL0",)}
     prov = {"name": where}
-    unified = reader.metal_uma if reader.metal_uma is not None else (vendor == "apple" or None)
+    unified = uma if isinstance(uma, bool) else (vendor == "apple" or None)
     if unified is not None:
         fields["unified"] = unified
-    if reader.metal_ws is not None:
+        prov["unified"] = where + (" (hasUnifiedMemory)" if isinstance(uma, bool) else " (an Apple GPU)")
+    if "ws" in m:
         # ggml prints recommendedMaxWorkingSetSize / 1e6 as "MB" (older builds used MiB): taking 1e6 is the
-        # smaller, conservative reading
+        # smaller, conservative reading. On a discrete GPU (an Intel Mac's Radeon) it is the VRAM.
         key = "shared_bytes" if unified else "dedicated_bytes"
-        fields[key] = int(reader.metal_ws * 1e6)
+        fields[key] = int(float(m["ws"]) * 1e6)  # type: ignore[arg-type]
         prov[key] = where + " (recommendedMaxWorkingSetSize)"
     if vendor == "apple":
         fields["integrated"] = True
+        gen = _METAL_GENERATION.get(m.get("family"))  # type: ignore[arg-type]
+        if gen and not catalog_chip(name):
+            fields["family"] = gen
+            prov["family"] = where + f" (MTLGPUFamilyApple{m['family']}: only {gen} has it)"
     return catalog.enrich(GPU(**fields, provenance=prov))
 
 
-def from_llama_devices(text: str, *, source: str = "llama-devices") -> HardwareFacts:
+def catalog_chip(name: str) -> bool:
+    """The name names an Apple chip (Apple M3 Max) rather than a placeholder (MTL0, Metal GPU)."""
+    return bool(re.search(r"\bApple\s*M\d", name))
+
+
+def _memory_absent(gpus: list[GPU]) -> list[Absent]:
+    """A named device whose report has no memory: the catalog's sizes are an estimate, never a budget."""
+    out = []
+    for i, g in enumerate(gpus):
+        if g.dedicated_bytes is not None or g.shared_bytes is not None:
+            continue
+        row = catalog.row(g.marketing_name) if g.marketing_name else None
+        key = "shared_bytes" if catalog.unified_memory(g) else "dedicated_bytes"
+        if row and row.vram_gb and not catalog.unified_memory(g):
+            sizes = "/".join(f"{v:g}" for v in row.vram_gb)
+            why = (f"the llama.cpp report names the device but not its memory; gpus.csv sells {row.marketing_name} "
+                   f"with {sizes} GB (estimate: used for the archetype's memory bucket only, never as a budget)")
+        else:
+            why = "the llama.cpp report names the device but not its memory (older build or start-up line only)"
+        out.append(Absent(fact=f"gpus[{i}].{key}", reason=why))
+    return out
+
+
+def from_llama_devices(text: str | bytes, *, source: str = "llama-devices") -> HardwareFacts:
     """Parse llama.cpp device output; text without any device line raises FactsInputError."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
@@ -207,17 +262,43 @@ def from_llama_devices(text: str, *, source: str = "llama-devices") -> HardwareF
     reader = _Reader()
     for n, raw in enumerate(text.splitlines(), start=1):
         reader.feed(raw, n)
-    gpus = [_build(d, label) for _, d in sorted(reader.devs.items(), key=lambda kv: kv[1].lines[0])]
+    gpus = [_build(d, label) for d in reader.devices()]
     metal = None if any(b == "MTL" for b, _ in reader.devs) else _metal(reader, label)
     if metal is not None:
         gpus.append(metal)
-    if not gpus and not reader.header:
+    elif reader.metal and any(b == "MTL" for b, _ in reader.devs):
+        gpus = [_with_metal_lines(g, reader, label) for g in gpus]
+    if not gpus and not reader.header and reader.cpu_name is None:
         head = text.lstrip()[:1]
         hint = " (this looks like JSON: pass a Lemonade document as --system-info)" if head in "{[" and head else ""
+        skipped = f" (only {', '.join(sorted(reader.skipped))}, which are not GPUs)" if reader.skipped else ""
+        if reader.failures:
+            raise FactsInputError(source, [f"the report names no device: the backend said it found none "
+                                           f"({'; '.join(reader.failures)})"], kind=KIND)
         raise FactsInputError(source, [
-            "no llama.cpp device line found; expected `llama-server --list-devices` output such as "
+            "no llama.cpp device line found" + skipped + "; expected `llama-server --list-devices` output such as "
             "'Vulkan0: NAME (TOTAL MiB, FREE MiB free)' or start-up lines ('ggml_vulkan: 0 = ...', "
-            "'Device 0: NAME, compute capability 8.9, ...', 'ggml_metal_init: found device: ...')" + hint], kind=KIND)
-    cpu = CPU(threads=reader.threads, isa=reader.isa,
-              provenance={k: label for k, v in (("threads", reader.threads), ("isa", reader.isa)) if v})
-    return HardwareFacts(cpu=cpu, gpus=tuple(dedupe_gpus(gpus)), source=label)
+            "'Device 0: NAME, compute capability 8.9, ...', 'ggml_metal_init: found device: ...', "
+            "a SYCL device table, 'ggml_opencl: device: ...')" + hint], kind=KIND)
+    cpu_prov = {k: label for k, v in (("threads", reader.threads), ("isa", reader.isa)) if v}
+    if reader.cpu_name:
+        cpu_prov["name"] = f"{label}:line {reader.ram[2] if reader.ram else 0} (CPU device)"
+    cpu = CPU(name=reader.cpu_name, threads=reader.threads, isa=reader.isa, provenance=cpu_prov)
+    memory = Memory()
+    if reader.ram and reader.ram[0] > 0:
+        total, free, line = reader.ram
+        where = f"{label}:line {line} (CPU device)"
+        memory = Memory(total_bytes=int(total * MIB), available_bytes=int(free * MIB) if free is not None else None,
+                        provenance={"total_bytes": where, **({"available_bytes": where} if free is not None else {})})
+    gpus = dedupe_gpus(gpus)
+    warnings = tuple(f"{name}: {why}; not counted as a GPU" for name, why in sorted(reader.skipped.items()))
+    return HardwareFacts(cpu=cpu, memory=memory, gpus=tuple(gpus), source=label, absent=tuple(_memory_absent(gpus)),
+                         warnings=warnings)
+
+
+def _with_metal_lines(g: GPU, reader: _Reader, label: str) -> GPU:
+    """An `MTL0: …` list line plus ggml_metal_* start-up lines: the start-up lines fill what the list lacks."""
+    if g.llama_devices != ("MTL0",):
+        return g
+    extra = _metal(reader, label)
+    return g if extra is None else combine_gpu(g, extra)

@@ -8,30 +8,30 @@ from collections.abc import Iterator
 from engine.curate.fields import Item, col, flag, make, num, parse_test
 from engine.curate.normalise import backend_of, build_of
 from engine.curate.records import IngestIssue
+from facts.llamacpp import parse_device_line
 
 _TPS = re.compile(r"^\**([0-9.]+)\**\s*(?:±\s*([0-9.]+))?")
 
-_DEVICE_LINES = (re.compile(r"ggml_vulkan:\s*0\s*=\s*(.+?)\s*\|"),
-                 re.compile(r"Device 0:\s*([^,]+),\s*compute capability"),
-                 re.compile(r"ggml_metal_init: found device:\s*(.+)"),
-                 re.compile(r"ggml_metal_device_init: GPU name:\s*(.+)"),
-                 re.compile(r"^\s*GPU name:\s*(.+)$"))
 _TRAILING_PAREN = re.compile(r"\s*\([^()]*\)\s*$")
+_NAMED = ("vulkan", "device", "list", "metal-name", "sycl-row", "opencl", "breakdown")
 
 
 def _md_context(lines: list[str]) -> tuple[str, str, str, int | None]:
-    """(device name, arch hint, build, build number) from the log lines around a markdown table."""
+    """(device name, arch hint, build, build number) from the log lines around a markdown table.
+
+    Device lines are read by facts.llamacpp's line parser (every backend and era); the first named one wins."""
     device, hint, build, build_n = "", "", "", None
+    context: str | None = None
     for line in lines:
-        for rx in _DEVICE_LINES:
-            m = rx.search(line)
-            if m and not device:
-                name = m.group(1).strip()
-                arch = re.search(r"\b(GFX\d{3,4}|gfx\d{3,4})\b", line)
-                hint = arch.group(1).lower() if arch else ""
+        if not device and (d := parse_device_line(line, context)) is not None:
+            if d.kind == "found":
+                context = d.backend
+            elif d.kind in _NAMED and d.name and d.backend not in ("CPU", "BLAS", "RPC"):
+                name = d.name.strip()
                 while _TRAILING_PAREN.search(name):
                     name = _TRAILING_PAREN.sub("", name)
                 device = name
+                hint = d.arch if d.arch and d.arch.startswith("gfx") else ""
         if m := re.search(r"\bbuild:\s*([0-9a-f]{6,40}\s*\(\d+\)|[0-9a-f]{6,40})", line):
             build, build_n = build_of(m.group(1))
     return device, hint, build, build_n

@@ -20,8 +20,8 @@ def detect(
     env: Mapping[str, str] | None = None,
     platform: str | None = None,
 ) -> HardwareFacts:
-    """Detect OS, CPU, RAM and GPUs. Never raises for a missing tool, permission error, timeout or
-    unparsable output: that fact stays None and `HardwareFacts.absent` says why.
+    """Detect OS, CPU, RAM, GPUs (MIG instances as devices) and the AMD NPU. Never raises for a missing tool,
+    permission error, timeout or unparsable output: that fact stays None and `HardwareFacts.absent` says why.
 
     `root` points the file probes at another tree (canned /proc and /sys in tests); `env` supplies PATH and
     the visibility variables (CUDA_VISIBLE_DEVICES, HSA_OVERRIDE_GFX_VERSION); `platform` overrides
@@ -42,9 +42,12 @@ def detect(
     else:
         return HardwareFacts(absent=(Absent(fact="os", reason=f"unsupported platform {plat!r}"),))
     osinfo, cpu, memory, gpus = probes.collect(probe)
+    npu = probes.npu(probe)
+    if npu is not None and npu.name == "AMD NPU" and cpu.name:  # Lemonade names the NPU after the CPU
+        npu = npu.model_copy(update={"name": cpu.name, "provenance": {**npu.provenance, "name": "the CPU name"}})
     # catalog facts (marketing name, family, bandwidth, ...) for every detected GPU
     gpus = [enrich(g, cpu_name=cpu.name, nominal_ram_gb=memory.nominal_gb) for g in gpus]
-    hw = HardwareFacts(os=osinfo, cpu=cpu, memory=memory, gpus=tuple(gpus), source="detect")
+    hw = HardwareFacts(os=osinfo, cpu=cpu, memory=memory, gpus=tuple(gpus), npu=npu, source="detect")
     # `recipe:backend` strings, keeping Lemonade's preference order per recipe (resolution reads it)
     backends = tuple(f"{recipe}:{b}" for recipe, names in sorted(supported_backends(hw).items()) for b in names)
     return hw.model_copy(update={"backends": backends, "absent": tuple(probe.absent),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from facts.detect import _amd_sysfs, _cgroup, _cpu, _memory, _nvidia
+from facts.detect import _amd_sysfs, _cgroup, _cpu, _intel_sysfs, _memory, _npu, _nvidia
 from facts.detect._probe import Probe
-from facts.models import CPU, GPU, Memory, OSInfo
+from facts.models import CPU, GPU, NPU, Memory, OSInfo
 
 VENDORS = {0x1002: "amd", 0x10DE: "nvidia", 0x8086: "intel", 0x5143: "qualcomm"}
 
@@ -48,7 +48,7 @@ def pci_display_devices(probe: Probe) -> list[dict[str, object]]:
         except OSError:
             driver = None
         if vendor is not None and device is not None:
-            out.append({"address": addr, "vendor": vendor, "device": device, "driver": driver})
+            out.append({"address": addr, "vendor": vendor, "device": device, "driver": driver, "class": cls})
     return out
 
 
@@ -108,10 +108,20 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
             nv = [_pci_only_gpu(d, i, "NVML and nvidia-smi unavailable") for i, d in enumerate(nv_pci)]
         gpus.extend(nv or [])  # keep NVML / nvidia-smi indices: they are what CUDA_VISIBLE_DEVICES counts
     gpus = _jetson(probe, gpus)
-    for d in pci:  # the rest: GPUs no vendor probe described (Intel, AMD without amdgpu, ...)
+    intel = 0
+    for d in pci:  # the rest: Intel (sysfs VRAM), and GPUs no vendor probe described (AMD without amdgpu, ...)
         if d["vendor"] == 0x10DE or (d["vendor"] == 0x1002 and amd):
+            continue
+        if d["vendor"] == 0x8086 and (d["class"] >> 16) == 0x03:  # type: ignore[operator]
+            gpus.append(_intel_sysfs.intel_gpu(probe, d, intel, len(gpus)))
+            intel += 1
             continue
         gpus.append(_pci_only_gpu(d, len(gpus), f"driver {d['driver'] or 'none'}; no memory source"))
     carve = sum(g.dedicated_bytes or 0 for g in amd if g.integrated)
     memory = _memory.linux_memory(probe, carve_out_bytes=carve)
     return osinfo, cpu, memory, gpus
+
+
+def npu(probe: Probe) -> NPU | None:
+    """The AMD NPU (amdxdna accel device, else its PCI id)."""
+    return _npu.linux_npu(probe)

@@ -182,3 +182,8 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
                 gpus.append(GPU(vendor=vendor, name=model, index=len(gpus),  # type: ignore[arg-type]
                                 provenance={"name": "system_profiler SPDisplaysDataType sppci_model"}))
     return osinfo, cpu, memory, gpus
+
+
+def npu(probe: Probe) -> None:
+    """No NPU fact on macOS: Lemonade's NPU recipes (FLM, Ryzen AI) run on AMD XDNA2 only."""
+    probe.miss("npu", "macOS: the Apple Neural Engine runs no Lemonade recipe; no NPU probe")

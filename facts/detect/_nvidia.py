@@ -122,6 +122,62 @@ def gpu_from_smi(row: Mapping[str, str | None], position: int) -> tuple[GPU, lis
     return GPU(vendor="nvidia", name=row.get("name") or "NVIDIA GPU", provenance=prov, **fields), missing  # type: ignore[arg-type]
 
 
+_L_GPU = re.compile(r"^GPU (?P<idx>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)\s*$")
+_L_MIG = re.compile(r"^\s+MIG (?P<profile>\S+)\s+Device\s+(?P<dev>\d+): \(UUID: (?P<uuid>MIG-[0-9a-fA-F-]+)\)\s*$")
+
+
+def parse_smi_list(text: str) -> list[dict[str, object]]:
+    """`nvidia-smi -L` -> [{"index", "name", "uuid", "mig": [{"profile", "device", "uuid"}, ...]}, ...]."""
+    gpus: list[dict[str, object]] = []
+    for line in text.splitlines():
+        if m := _L_GPU.match(line):
+            gpus.append({"index": int(m["idx"]), "name": m["name"], "uuid": m["uuid"], "mig": []})
+        elif (m := _L_MIG.match(line)) and gpus:
+            gpus[-1]["mig"].append({"profile": m["profile"], "device": int(m["dev"]),  # type: ignore[union-attr]
+                                    "uuid": m["uuid"]})
+    return gpus
+
+
+def gpu_from_mig(parent: GPU, mig: Mapping[str, object], source: str) -> GPU:
+    """One MIG instance as its own GPU: the parent's identity (arch, PCI id), the instance's UUID and memory."""
+    prov = {k: v for k, v in parent.provenance.items() if k in ("arch", "pci_id")}
+    fields: dict[str, object] = {}
+    if isinstance(mig.get("memory_total"), int):
+        fields["dedicated_bytes"] = mig["memory_total"]
+        prov["dedicated_bytes"] = f"{source} MIG device memory"
+    if isinstance(mig.get("memory_free"), int):
+        fields["free_bytes"] = mig["memory_free"]
+    profile = mig.get("profile") or ""
+    name = f"{parent.name} MIG {profile}".strip()
+    prov["name"] = f"{source} (MIG instance of GPU {parent.index})"
+    prov["uuid"] = source
+    return GPU(vendor="nvidia", name=name, arch=parent.arch, pci_id=parent.pci_id, uuid=str(mig["uuid"]),
+               index=parent.index, unified=False, integrated=False, provenance=prov, **fields)  # type: ignore[arg-type]
+
+
+def apply_mig(gpus: list[GPU], listing: list[dict[str, object]], probe: Probe | None = None) -> list[GPU]:
+    """Replace every GPU in MIG mode by its instances: CUDA sees the instances, never the whole GPU."""
+    out: list[GPU] = []
+    for g in gpus:
+        entry = next((e for e in listing if g.uuid and e["uuid"] == g.uuid), None) or \
+            next((e for e in listing if not g.uuid and e["index"] == g.index), None)
+        migs = entry["mig"] if entry else []
+        if not migs:
+            out.append(g)
+            continue
+        if probe is not None:
+            probe.warn(f"NVIDIA GPU {g.index} ({g.name}) is in MIG mode: {len(migs)} instance(s), each its own "  # type: ignore[arg-type]
+                       "CUDA device; the whole GPU's memory is no budget")
+        for m in migs:  # type: ignore[union-attr]
+            gpu = gpu_from_mig(g, m, "nvidia-smi -L")
+            if probe is not None:
+                probe.miss(f"gpus[{len(out)}].dedicated_bytes",
+                           f"MIG instance {m['profile']}: nvidia-smi -L names the profile, not its usable memory "
+                           "(NVML gives it; nvidia-ml-py not usable here)")
+            out.append(gpu)
+    return out
+
+
 def apply_visible_devices(gpus: list[GPU], value: str | None) -> tuple[list[GPU], str | None]:
     """Keep and reorder GPUs as CUDA_VISIBLE_DEVICES lists them (indices or UUID prefixes); CUDA stops at
     the first entry that names no device. Returns (gpus, note) where note says what was applied."""
@@ -166,6 +222,7 @@ def _nvml_values(probe: Probe) -> list[dict[str, object]] | None:
                     probe.miss(f"gpus[{i}].{field}", f"NVML {call.__name__}: {err}")
             uuid = v.pop("uuid", None)
             v["uuid"] = uuid.decode() if isinstance(uuid, bytes) else uuid
+            v["mig"] = _nvml_mig(pynvml, h, i, probe)
             if "pci" in v:
                 v["pci_device_id"] = v.pop("pci").pciDeviceId  # type: ignore[union-attr]
             if "mem" in v:
@@ -178,12 +235,55 @@ def _nvml_values(probe: Probe) -> list[dict[str, object]] | None:
     return out
 
 
+def _nvml_mig(pynvml, handle, i: int, probe: Probe) -> list[dict[str, object]]:  # pragma: no cover - needs NVML
+    """The MIG instances of one device (empty when MIG is off or unsupported), with their exact memory."""
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except Exception:  # NOT_SUPPORTED: no MIG on this GPU
+        return []
+    if current != 1:
+        return []
+    out: list[dict[str, object]] = []
+    try:
+        count = pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except Exception as err:
+        probe.miss(f"gpus[{i}] MIG instances", f"NVML nvmlDeviceGetMaxMigDeviceCount: {err}")
+        return []
+    for j in range(count):
+        try:
+            mh = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)
+        except Exception:  # NOT_FOUND: an empty slot
+            continue
+        entry: dict[str, object] = {}
+        try:
+            uuid = pynvml.nvmlDeviceGetUUID(mh)
+            entry["uuid"] = uuid.decode() if isinstance(uuid, bytes) else uuid
+            name = pynvml.nvmlDeviceGetName(mh)
+            entry["profile"] = (name.decode() if isinstance(name, bytes) else str(name)).rsplit("MIG", 1)[-1].strip()
+            mem = pynvml.nvmlDeviceGetMemoryInfo(mh)
+            entry["memory_total"], entry["memory_free"] = int(mem.total), int(mem.free)
+        except Exception as err:
+            probe.miss(f"gpus[{i}] MIG instance {j}", f"NVML: {err}")
+        if entry.get("uuid"):
+            out.append(entry)
+    return out
+
+
 def nvidia_gpus(probe: Probe, *, use_nvml: bool) -> list[GPU] | None:
     """NVIDIA GPUs via NVML (when `use_nvml`) else nvidia-smi; None when neither source answered."""
     gpus: list[GPU] | None = None
     values = _nvml_values(probe) if use_nvml else None
     if values is not None:
-        gpus = [gpu_from_nvml(v) for v in values]
+        gpus = []
+        for v in values:
+            parent = gpu_from_nvml(v)
+            migs = v.get("mig") or []
+            if migs:
+                probe.warn(f"NVIDIA GPU {parent.index} ({parent.name}) is in MIG mode: {len(migs)} instance(s), "  # type: ignore[arg-type]
+                           "each its own CUDA device")
+                gpus.extend(gpu_from_mig(parent, m, "NVML") for m in migs)  # type: ignore[union-attr]
+            else:
+                gpus.append(parent)
     else:
         text = probe.run(SMI_ARGS, "gpus[nvidia] via nvidia-smi")
         if text is not None:
@@ -198,6 +298,10 @@ def nvidia_gpus(probe: Probe, *, use_nvml: bool) -> list[GPU] | None:
                     gpus.append(gpu)
             except ValueError as err:
                 probe.miss("gpus[nvidia] via nvidia-smi", f"unparsable output: {err}")
+        if gpus:
+            listing = probe.run(["nvidia-smi", "-L"], "gpus[nvidia] MIG instances (nvidia-smi -L)")
+            if listing is not None:
+                gpus = apply_mig(gpus, parse_smi_list(listing), probe)
     if gpus is None:
         return None
     gpus, note = apply_visible_devices(gpus, probe.env.get("CUDA_VISIBLE_DEVICES"))

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from facts.detect._cpu import machine_arch
 from facts.detect._probe import Probe
-from facts.models import CPU, GPU, Memory, OSInfo
+from facts.models import CPU, GPU, NPU, Memory, OSInfo
 
 DISPLAY_CLASS = r"SYSTEM\CurrentControlSet\Control\Class\{4d36e968-e325-11ce-bfc1-08002be10318}"
 CPU_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
@@ -214,3 +214,16 @@ def collect(probe: Probe) -> tuple[OSInfo, CPU, Memory, list[GPU]]:
         if nv:
             gpus = merge_nvml(gpus, nv)
     return osinfo, cpu, memory, gpus
+
+
+def npu(probe: Probe) -> NPU | None:
+    """The AMD NPU among the PCI enumeration keys (as Lemonade: any DEV_17F0 is XDNA2)."""
+    from facts.detect._npu import npu_from_pci_keys, read_windows_pci_keys
+
+    keys = _registry(probe, "npu", r"SYSTEM\CurrentControlSet\Enum\PCI", read_windows_pci_keys)
+    if keys is None:
+        return None
+    found = npu_from_pci_keys(keys, "registry HKLM\\SYSTEM\\CurrentControlSet\\Enum\\PCI")
+    if found is None:
+        probe.miss("npu", "no AMD NPU (VEN_1022&DEV_17F0 / DEV_1502) among the PCI devices")
+    return found

@@ -90,8 +90,12 @@ def test_larger_group_wins_and_mixed_cards_stay_out_of_the_id():
     big = GPU(vendor="nvidia", name="NVIDIA RTX PRO 6000 Blackwell Workstation Edition", dedicated_bytes=96 * GIB)
     small = GPU(vendor="nvidia", name="NVIDIA GeForce RTX 4060", dedicated_bytes=8 * GIB)
     a = classify(HardwareFacts(gpus=(small, big)))
-    assert a.id == "nvidia-blackwell-sm_120-discrete-96gb-bw5" and a.primary_gpus == (1,)
-    assert any("secondary" in r and "4060" in r for r in a.reasons)
+    # a mixed machine is named after its primary group: the other cards never enter the id (it stays bounded)
+    assert a.id == "nvidia-blackwell-sm_120-discrete-96gb-bw5" and a.primary_gpus == (1,) and a.count == 1
+    assert any("secondary" in r and "4060" in r and "sm_89" in r and "8 GB bucket" in r for r in a.reasons)
+    # a third, different card changes nothing in the id
+    third = GPU(vendor="nvidia", name="NVIDIA GeForce RTX 3060", dedicated_bytes=12 * GIB)
+    assert classify(HardwareFacts(gpus=(small, big, third))).id == a.id
 
 
 def test_live_free_memory_never_changes_the_id():

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facts import GPU, FactsInputError, HardwareFacts, from_llama_devices, from_system_info, merge
+from facts.llamacpp import parse_device_line
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MIB, GIB = 1024**2, 1024**3
@@ -156,6 +157,11 @@ _LINES = st.sampled_from([
     "ggml_cuda_init: found 1 ROCm devices:", "ggml_metal_init: found device: Apple M3 Max",
     "recommendedMaxWorkingSetSize  = 51539,61 MB", "ROCm0: AMD Radeon(TM) Graphics (110511 MiB, 110357 MiB free)",
     "CUDA1: x (0 MiB)", "MTL0: Apple M1 (5461 MiB)",
+    "found 1 SYCL devices:", "| 0| [level_zero:gpu:0]| Intel Arc A770 Graphics| 1.5| 512| 1024| 32| 16704M|",
+    "  Device 1: Intel(R) FPGA Emulation Device,     compute capability 1.2,", "global mem size 16225243136",
+    "ggml_opencl: device: 'QUALCOMM Adreno(TM) 830 (OpenCL 3.0 Adreno(TM) 830)'", "GPU name:   MTL0",
+    "ggml_metal_device_init: GPU family: MTLGPUFamilyApple10  (1010)", "RPC[h:1]: RPC[h:1] (1 MiB, 1 MiB free)",
+    "CPU: AMD Ryzen 9 (64000 MiB, 60000 MiB free)", "ggml_cuda_init: failed to initialize ROCm: none",
 ])
 
 
@@ -171,3 +177,44 @@ def test_any_text_gives_facts_or_an_input_error(lines, prefix):
         assert all(g.llama_devices for g in hw.gpus)
         labels = [d for g in hw.gpus for d in g.llama_devices]
         assert len(labels) == len(set(labels))  # each llama.cpp device lands in exactly one GPU
+
+
+# the public line-level parser: one real line of each format -> what it says (also used by curate's markdown reader)
+@pytest.mark.parametrize(("line", "context", "want"), [
+    ("  Vulkan0: NVIDIA GeForce RTX 2060 (6144 MiB, 5136 MiB free)", None,
+     ("list", "Vulkan", 0, "NVIDIA GeForce RTX 2060", 6144.0, None)),
+    ("ggml_vulkan: 0 = AMD Radeon Graphics (RADV GFX1151) (radv) | uma: 1 | fp16: 1", None,
+     ("vulkan", "Vulkan", 0, "AMD Radeon Graphics (RADV GFX1151)", None, "gfx1151")),
+    ("ggml_vulkan: Using AMD Radeon RX 7900 XTX | fp16: 1 | warp size: 64", None,
+     ("vulkan", "Vulkan", 0, "AMD Radeon RX 7900 XTX", None, None)),
+    ("  Device 0: AMD Instinct MI100, gfx908:sramecc+:xnack- (0x908), VMM: no, Wave Size: 64", "ROCm",
+     ("device", "ROCm", 0, "AMD Instinct MI100", None, "gfx908")),
+    ("  Device 0: NVIDIA GB10, compute capability 12.1, VMM: yes, VRAM: 122572 MiB", "CUDA",
+     ("device", "CUDA", 0, "NVIDIA GB10", 122572.0, "sm_121")),
+    ("  Device 0: AMD Radeon RX 7900 XTX, compute capability 11.0, VMM: no", "ROCm",
+     ("device", "ROCm", 0, "AMD Radeon RX 7900 XTX", None, None)),  # HIP's number is no sm_ arch
+    ("  Device 0: Intel(R) Arc(TM) A770M Graphics,    compute capability 1.3,", "SYCL",
+     ("device", "SYCL", 0, "Intel(R) Arc(TM) A770M Graphics", None, None)),
+    ("| 0| [level_zero:gpu:0]|                Intel Arc A770 Graphics|    1.5|    512|    1024|   32| 16704M|", None,
+     ("sycl-row", "SYCL", 0, "Intel Arc A770 Graphics", 16704.0, None)),
+    ("ggml_metal_device_init: GPU name:   MTL0 (Apple M1 Pro)", None, ("metal-name", "MTL", 0, "Apple M1 Pro", None, None)),
+    ("ggml_metal_init: recommendedMaxWorkingSetSize  = 73728,00 MB", None, ("metal-ws", "MTL", None, None, 73728.0, None)),
+    ("ggml_opencl: selecting device: 'QUALCOMM Adreno(TM) (OpenCL 2.0 Adreno(TM) 650)'", None,
+     ("opencl", "OpenCL", 0, "QUALCOMM Adreno(TM) 650", None, None)),
+    ("I common_memory_breakdown_print: |   - SYCL0 (Intel(R) Arc(TM) Pro B50 Graphics) | 15881 = 15593 + (14278 = 1) |",
+     None, ("breakdown", "SYCL", 0, "Intel(R) Arc(TM) Pro B50 Graphics", 15881.0, None)),
+    ("llama_model_load_from_file_impl: using device Vulkan0 (Radeon 8060S Graphics (RADV GFX1151)) - 87722 MiB free",
+     None, ("using", "Vulkan", 0, "Radeon 8060S Graphics (RADV GFX1151)", None, None)),
+    ("  RPC[IP1:PORT1]: RPC[IP1:PORT1] (A MiB, B MiB free)", None, ("list", "RPC", None, "RPC[IP1:PORT1]", None, None)),
+    ("ggml_cuda_init: found 1 ROCm devices (Total VRAM: 24560 MiB):", None, ("found", "ROCm", None, None, 24560.0, None)),
+])
+def test_parse_device_line(line, context, want):
+    d = parse_device_line(line + "\r\n", context)
+    assert (d.kind, d.backend, d.index, d.name, d.total_mib, d.arch) == want
+
+
+@pytest.mark.parametrize("line", ["llm_load_tensors: CPU buffer size = 3442.89 MiB", "| model | size | backend |",
+                                  "load_tensors:  MTL0_Mapped model buffer size = 14803.73 MiB", "",
+                                  "| 0| [level_zero:gpu:0]|      Y|"])
+def test_lines_that_say_nothing_about_a_device(line):
+    assert parse_device_line(line) is None
