@@ -36,7 +36,7 @@ def _fail(args: argparse.Namespace, code: int, records: list[dict], message: str
     """Report an error: stderr always; with --json also an `error` envelope on stdout (for lemond)."""
     print(f"engine {args.verb}: error: {message}", file=sys.stderr)
     if getattr(args, "json", False):
-        from engine.commands._common import print_json
+        from engine.envelope import print_json
 
         print_json("error", {"exit_code": code}, records)
     return code

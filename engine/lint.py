@@ -212,15 +212,15 @@ def check_defaults(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
 
 def check_capacity(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
     """durable-rules pre-flight (run even when the python engine is selected: rulebooks stay portable)."""
-    from engine.evaluators._durable_plan import CompileError, plan
+    from engine.evaluators import capacity_errors
 
-    try:
-        plan(book)
-    except CompileError as err:
-        if len(err.rules) == len(err.problems):
-            for rule, problem in zip(err.rules, err.problems, strict=True):
-                yield _finding(where, rule, "error", "durable-capacity", problem.split(" ", 1)[1])
-        else:
-            path, line = where.root()
-            for problem in err.problems:
-                yield Finding(path, line, "error", "durable-capacity", problem)
+    err = capacity_errors(book)
+    if err is None:
+        return
+    if len(err.rules) == len(err.problems):
+        for rule, problem in zip(err.rules, err.problems, strict=True):
+            yield _finding(where, rule, "error", "durable-capacity", problem.split(" ", 1)[1])
+    else:
+        path, line = where.root()
+        for problem in err.problems:
+            yield Finding(path, line, "error", "durable-capacity", problem)

@@ -8,13 +8,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, ContextError, validate_context
-from engine.errors import EngineUnavailable, UsageError
+from engine.errors import CompileError, EngineUnavailable, UsageError
 
 ENGINE_ENV = "LEMONADE_AUTOTUNE_ENGINE"
 ENGINES = ("durable", "python")
 
 __all__ = ["ENGINES", "ENGINE_ENV", "ContextError", "EngineUnavailable", "Evaluator", "PythonEvaluator",
-           "durable_available", "firing_order", "make_evaluator", "validate_context", "CONTEXT_ATTRIBUTES"]
+           "capacity_errors", "durable_available", "firing_order", "make_evaluator", "validate_context",
+           "CONTEXT_ATTRIBUTES"]
 
 
 @runtime_checkable
@@ -43,6 +44,18 @@ def durable_available() -> bool:
     except Exception:  # ImportError, or an undefined symbol surfacing as another error
         return False
     return True
+
+
+def capacity_errors(rulebook: ir.Rulebook) -> CompileError | None:
+    """What durable-rules could not hold in this rulebook (checked even where the python engine runs, so
+    rulebooks stay portable); None when it fits."""
+    from engine.evaluators._durable_plan import plan
+
+    try:
+        plan(rulebook)
+    except CompileError as err:
+        return err
+    return None
 
 
 def make_evaluator(rulebook: ir.Rulebook, engine: str | None = None) -> Evaluator:
