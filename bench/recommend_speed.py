@@ -10,8 +10,8 @@ import sys
 
 from _timing import ROOT, median_seconds  # first: puts the repository root on sys.path
 
-from engine.evaluators import durable_available
-from engine.recommend import _recommend, default_rulebook, recommend
+from engine.evaluators import durable_available, make_evaluator
+from engine.recommend import default_rulebook, recommend, resolve
 from facts.lemonade import from_system_info
 from facts.models import ModelFacts
 
@@ -36,12 +36,13 @@ def main() -> int:
     rows = {}
     for ev in engines:
         recommend(hw, model, evaluator=ev)  # warm: compile the evaluator, fill the cache
+        evaluator = make_evaluator(book, engine=ev)
         copies = iter([hw.model_copy() for _ in range(args.n)])  # equal content, new objects
         rows[ev] = (
             p50_us(lambda ev=ev: recommend(hw, model, evaluator=ev), args.n),
             p50_us(lambda ev=ev, c=copies: recommend(next(c), model, evaluator=ev), args.n),
-            p50_us(lambda ev=ev: _recommend(hw, model, "chat", book, ev, {}, False), args.n),
-            p50_us(lambda ev=ev: _recommend(hw, model, "chat", book, ev, {}, True), args.n),
+            p50_us(lambda e=evaluator: resolve(hw, model, "chat", book, e, {}, False), args.n),
+            p50_us(lambda e=evaluator: resolve(hw, model, "chat", book, e, {}, True), args.n),
         )
     heads = ("cache hit (same objects)", "cache hit (equal copies)", "uncached, no memory fit",
              "uncached, with memory fit")

@@ -77,3 +77,16 @@ def test_a_bug_exits_3_and_asks_for_a_report(monkeypatch, capsys):
     doc = json.loads(out)
     assert doc["kind"] == "error" and doc["errors"][0]["code"] == "internal"
     assert "ZeroDivisionError" in err and "bug in lemonade-autotune" in err
+
+
+def test_cache_verb_shows_and_clears_the_compiled_rulebook_cache(tmp_path):
+    import os
+
+    env = {**os.environ, "LEMONADE_AUTOTUNE_CACHE_DIR": str(tmp_path / "c")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "engine", *a], capture_output=True, text=True,  # noqa: E731
+                                    cwd=ROOT, env=env, timeout=120)
+    assert run("lint").returncode == 0  # loading the bundled rulebook fills the cache
+    doc = json.loads(run("cache", "--json").stdout)
+    assert doc["directory"] == str(tmp_path / "c") and doc["entries"] and doc["bytes"] > 0
+    doc = json.loads(run("cache", "--clear", "--json").stdout)
+    assert doc["removed"] >= 1 and doc["entries"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_reloads_under_eight_threads_give_old_or_new_answers_never_a_mix_or_a_cl
         while not stop.is_set():
             eng.reload(FULL if swaps[0] % 2 == 0 else STARTER)
             swaps[0] += 1
+            time.sleep(0.01)  # let readers run on each generation (building the next one can take ~1 ms)
 
     def worker(seed: int) -> list[tuple[str, int, dict]]:
         rnd = random.Random(seed)
