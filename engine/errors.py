@@ -112,6 +112,19 @@ class RecipeUnavailableError(UserError):
         super().__init__(message + hint)
 
 
+class DoesNotFitError(UserError):
+    """The model does not fit this machine even at the smallest context (or a user's value makes it not fit);
+    the message gives the numbers and what would make it fit. `--force` turns it into a warning."""
+
+    code = "does_not_fit"
+
+    def __init__(self, message: str, suggestions: Iterable[str] = ()):
+        self.suggestions = tuple(suggestions)
+        more = "".join(f"\n  - {s}" for s in self.suggestions)
+        super().__init__(message + ("\nwhat would make it fit:" + more if more else "") +
+                         "\n(--force keeps the configuration and reports this as a warning)")
+
+
 class EngineUnavailable(UserError, RuntimeError):
     """The requested evaluator cannot run here (durable-rules not importable)."""
 

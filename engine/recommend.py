@@ -16,6 +16,7 @@ from engine.trace import TraceEvent, TraceRecorder
 if TYPE_CHECKING:
     from engine.evaluators import Evaluator
     from engine.session import Engine
+    from engine.verdict import MemoryVerdict
     from facts.models import Archetype, HardwareFacts, ModelFacts
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Recommendation:
     context: Mapping[str, Any]  # the phase-2 context (what the rules saw, with `backend`)
     matched: tuple[str, ...]  # ids of every matched rule, in firing order (phase 1, then new in phase 2)
     rules: tuple[Rule, ...] = field(default=(), compare=False, repr=False)  # for explain's why-not
+    memory: MemoryVerdict | None = None  # whether it fits, with the numbers (recipes with a memory model)
+    warnings: tuple[str, ...] = ()  # what --force kept although it conflicts
 
     def values(self) -> dict[str, Any]:
         return {p: d.value for p, d in self.decisions.items()}
@@ -127,19 +130,23 @@ def validate_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def recommend(facts: HardwareFacts, model: ModelFacts, *, scenario: str = "chat",
               rulebook: Rulebook | None = None, evaluator: str | None = None,
-              overrides: Mapping[str, Any] | None = None, memory_fit: bool = True) -> Recommendation:
+              overrides: Mapping[str, Any] | None = None, memory_fit: bool = True,
+              force: bool = False) -> Recommendation:
     """Backend and parameters for `model` on `facts`, with provenance for every value.
 
     The convenience over a shared `engine.session.Engine` (one per rulebook and evaluator): pure, cached,
     thread-safe. A server that reloads its rulebook holds an Engine of its own.
     """
     return engine_for(rulebook, evaluator).recommend(facts, model, scenario=scenario, overrides=overrides,
-                                                     memory_fit=memory_fit)
+                                                     memory_fit=memory_fit, force=force)
 
 
 def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook, ev: Evaluator,
-            overrides: Mapping[str, Any], memory_fit: bool) -> Recommendation:
-    """One recommendation, uncached: context -> two-phase resolution -> the recipe's guards."""
+            overrides: Mapping[str, Any], memory_fit: bool, force: bool = False) -> Recommendation:
+    """One recommendation, uncached: context -> two-phase resolution -> the recipe's guards.
+
+    A configuration that does not fit (or a user value llama.cpp would refuse) raises a UserError unless
+    `force`, which keeps it and lists the conflict in `warnings`; expected speed is then not given."""
     from engine import recipes, scenarios
     from engine.context import build_context
     from facts.archetype import classify
@@ -173,15 +180,15 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
     context2 = {**context, "backend": backend.value}
     decisions, matched2 = resolve_parameters(ev.match, context2, recipe.parameters, overrides, rec, seen)
     decisions = {"backend": backend, **decisions}
-    recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit)
+    guarded = recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit, scenario=scenario, force=force)
     by_id = {r.id: r for r in (*matched1, *matched2)}
+    fits = guarded.verdict is None or guarded.verdict.ok
     return Recommendation(
         archetype=archetype, recipe=recipe.name, scenario=scenario,
         decisions=MappingProxyType({p: decisions[p] for p in recipe.parameters if p in decisions}),
         trace=rec.freeze(), evaluator=ev.name, rulebook=book.name, rulebook_digest=book.digest,
-        expected=_expected(backend.value, tuple(matched1)), context=MappingProxyType(context2),
-        matched=tuple(by_id),
-        rules=book.rules,
+        expected=_expected(backend.value, tuple(matched1)) if fits else None, context=MappingProxyType(context2),
+        matched=tuple(by_id), rules=book.rules, memory=guarded.verdict, warnings=guarded.warnings,
     )
 
 

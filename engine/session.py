@@ -105,7 +105,8 @@ class Engine:
             st.evaluator.close()
 
     def recommend(self, facts: HardwareFacts, model: ModelFacts, *, scenario: str = "chat",
-                  overrides: Mapping[str, Any] | None = None, memory_fit: bool = True) -> Recommendation:
+                  overrides: Mapping[str, Any] | None = None, memory_fit: bool = True,
+                  force: bool = False) -> Recommendation:
         """Backend and parameters for `model` on `facts`, with provenance for every value (cached)."""
         from engine.recommend import resolve, validate_overrides
 
@@ -113,16 +114,16 @@ class Engine:
         over = tuple(sorted((k, _freeze(v)) for k, v in checked.items()))
         st = self._acquire()
         try:
-            id_key = (id(facts), id(model), scenario, over, memory_fit)
+            id_key = (id(facts), id(model), scenario, over, memory_fit, force)
             with self._lock:  # cachetools caches are not thread-safe (a hit reorders the LRU)
                 hit = st.by_id.get(id_key)
             if hit is not None and hit[0] is facts and hit[1] is model:
                 return hit[2]
-            key = (facts.model_dump_json(), model.model_dump_json(), scenario, over, memory_fit)
+            key = (facts.model_dump_json(), model.model_dump_json(), scenario, over, memory_fit, force)
             with self._lock:
                 rec = st.cache.get(key)
             if rec is None:
-                rec = resolve(facts, model, scenario, st.rulebook, st.evaluator, checked, memory_fit)
+                rec = resolve(facts, model, scenario, st.rulebook, st.evaluator, checked, memory_fit, force)
                 with self._lock:
                     rec = st.cache.setdefault(key, rec)
             with self._lock:

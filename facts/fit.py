@@ -1,135 +1,68 @@
-"""Fit decisions: context facts for the rules (fit_context) and the final memory guard (guard)."""
+"""Fit decisions: context facts for the rules (fit_context) and the memory guard (guard).
+
+The guard decides what llama.cpp's own `--fit` cannot: the context size (Lemonade always passes one), the KV
+cache type, and whether the model loads at all. Layer and expert placement stays llama.cpp's (`--fit`, on by
+default in every build Lemonade pins) unless a rule or the user set it; the guard still predicts it, to say
+whether the configuration fits. Context is traded in this order (docs/memory.md): the scenario's need with an
+f16 KV cache on the GPU; the need with a q8_0 KV cache; for a long-context need, MoE experts on the CPU; else
+the largest context that still runs fully on the GPU; only when not even the floor does, layers on the CPU.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cachetools import LRUCache
 
-from facts._estimate import (
-    CACHE_TYPES,
-    MIB,
-    Config,
-    Estimate,
-    Layout,
-    cache_refusals,
-    estimate_with,
-    layer_count,
-    layout,
-    validate,
+from facts._estimate import CACHE_TYPES, MIB, Config, Estimate, cache_refusals, layer_count
+from facts._placement import (
+    ALL_LAYERS,
+    EMBEDDING_FLOOR_CTX,
+    FLOOR_CTX,
+    UNKNOWN_MAX_CTX,
+    Checker,
+    Placement,
+    bisect,
+    cap_ctx,
+    floor_ctx,
+    max_ctx,
+    place,
 )
 from facts.models import GIB, HardwareFacts, ModelFacts
 
-FLOOR_CTX, EMBEDDING_FLOOR_CTX, UNKNOWN_MAX_CTX = 4096, 8192, 32768
-ALL_LAYERS = 999
+__all__ = ["ALL_LAYERS", "EMBEDDING_FLOOR_CTX", "FLOOR_CTX", "UNKNOWN_MAX_CTX", "Fit", "Placement", "fit_context",
+           "guard"]
+
 DEFAULTS = {"batch": 2048, "ubatch": 512}
+_UNSET = (None, "auto", "default")
 _cache: LRUCache[tuple[str, str], dict[str, int | float | bool]] = LRUCache(maxsize=256)
 _cache_lock = threading.Lock()  # cachetools caches are not thread-safe (a hit reorders the LRU)
 
 
 @dataclass(frozen=True)
 class Fit:
-    """The guard's result: concrete parameters whose estimate fits the budget, and why."""
+    """The guard's result: concrete parameters, why each changed, and whether the estimate fits.
+
+    `changed` maps a parameter to (old, new, reason); `conflicts` names the user's values that cannot be
+    honoured (the configuration they ask for does not fit or is refused); `placement` is where the layers go
+    (predicted for llama.cpp's fit, or as set); `fits` is None when the memory is unknown.
+    """
 
     params: dict[str, Any]
     changed: dict[str, tuple[Any, Any, str]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     estimate: Estimate | None = None
     estimated: bool = False
-    fits: bool = True
+    fits: bool | None = True
     budget_bytes: int | None = None
-
-
-def _budgets(hw: HardwareFacts, cpu_only: bool) -> tuple[Any, Any]:
-    from facts.memory import gpu_budget, ram_budget
-
-    gpu = None if cpu_only else gpu_budget(hw)
-    return gpu, ram_budget(hw)
-
-
-def _floor(model: ModelFacts) -> int:
-    return EMBEDDING_FLOOR_CTX if model.embedding or model.reranker else FLOOR_CTX
-
-
-def _cap(model: ModelFacts) -> int:
-    cap = model.trained_ctx or UNKNOWN_MAX_CTX
-    return max(_floor(model), cap // 256 * 256 if cap >= 256 else cap)
-
-
-class _Checker:
-    """Estimates for one model (each configuration once) against the budgets (GPU part vs GPU budget,
-    the rest vs RAM)."""
-
-    def __init__(self, hw: HardwareFacts, model: ModelFacts, cpu_only: bool):
-        self.model = model
-        self.gpu, self.ram = _budgets(hw, cpu_only)
-        self.unified = self.gpu is not None and self.gpu.device == "unified"
-        self._layouts: dict[tuple[str, str, bool], Layout] = {}
-        self._estimates: dict[Config, Estimate] = {}
-
-    def estimate(self, cfg: Config) -> Estimate:
-        """estimate(model, cfg), memoised: the searches revisit configurations and share the model's layout."""
-        e = self._estimates.get(cfg)
-        if e is None:
-            validate(self.model, cfg)
-            key = (cfg.cache_type_k, cfg.cache_type_v, cfg.flash_attn)
-            lay = self._layouts.get(key)
-            if lay is None:
-                lay = self._layouts[key] = layout(self.model, *key)
-            e = self._estimates[cfg] = estimate_with(self.model, cfg, lay)
-        return e
-
-    def gpu_ok(self, e: Estimate) -> bool:
-        """The GPU part fits the GPU budget (monotone in GPU layers and in experts kept on the GPU)."""
-        return self.gpu is None or e.gpu_bytes <= self.gpu.bytes
-
-    def host_ok(self, e: Estimate) -> bool:
-        """What stays in system RAM fits it (unified memory: everything comes out of RAM)."""
-        if self.ram.bytes <= 0:
-            return True
-        if self.gpu is None or self.unified:
-            return e.total_bytes <= self.ram.bytes
-        return e.cpu_bytes <= self.ram.bytes
-
-    def ok(self, e: Estimate) -> bool:
-        return self.gpu_ok(e) and self.host_ok(e)
-
-
-def _max_ctx(check: _Checker, cfg: Config, lo: int, hi: int) -> int | None:
-    """Largest multiple of 256 in [lo, hi] that fits under cfg (None when lo does not fit)."""
-    if not check.ok(check.estimate(replace(cfg, ctx_size=lo))):
-        return None
-    a, b = lo // 256, hi // 256
-    if a < b and check.ok(check.estimate(replace(cfg, ctx_size=b * 256))):
-        return b * 256  # the common case on a roomy machine: the cap fits, no search needed
-    b -= 1 if a < b else 0
-    while a < b:
-        mid = (a + b + 1) // 2
-        if check.ok(check.estimate(replace(cfg, ctx_size=mid * 256))):
-            a = mid
-        else:
-            b = mid - 1
-    return max(lo, a * 256)
-
-
-def _bisect(lo: int, hi: int, good: Callable[[int], bool], want_max: bool) -> int | None:
-    """Smallest (want_max False) or largest (True) value in [lo, hi] with good(v), for monotone good."""
-    if want_max:
-        if not good(lo):
-            return None
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if good(mid) else (lo, mid - 1)
-        return lo
-    if not good(hi):
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if good(mid) else (mid + 1, hi)
-    return lo
+    placement: Placement | None = None
+    placed_by: str = "fit"  # "fit" (llama.cpp --fit), "flags" (-ngl / --n-cpu-moe emitted), "cpu"
+    need: int | None = None  # the context the scenario needs (capped by the trained context)
+    trades: tuple[str, ...] = ()  # what was given up to reach the context, in order
+    conflicts: tuple[str, ...] = ()
 
 
 def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float | bool]:
@@ -139,23 +72,21 @@ def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float |
         hit = _cache.get(key)
     if hit is not None:
         return dict(hit)
-    check = _Checker(hw, model, cpu_only=False)
+    check = Checker(hw, model, cpu_only=False)
     cfg = Config()
     n_layer = layer_count(model)
-    floor, cap = _floor(model), _cap(model)
+    floor, cap = floor_ctx(model), cap_ctx(model)
     out: dict[str, int | float | bool] = {}
     if check.gpu is not None:
         out["gpu_budget_gib"] = round(check.gpu.gib, 2)
-        full = check.ok(check.estimate(replace(cfg, ctx_size=FLOOR_CTX)))
-        out["fit_full_offload"] = full
-        best = _max_ctx(check, cfg, floor, cap)
+        out["fit_full_offload"] = check.ok(check.estimate(replace(cfg, ctx_size=FLOOR_CTX)))
+        best = max_ctx(check, cfg, floor, cap)
         out["fit_max_ctx"] = best if best is not None else floor
-        layers = _bisect(0, n_layer + 1,
-                         lambda n: check.gpu_ok(check.estimate(replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
+        layers = bisect(0, n_layer + 1,
+                        lambda n: check.gpu_ok(check.estimate(replace(cfg, ctx_size=floor, n_gpu_layers=n))), True)
         out["fit_max_gpu_layers"] = min(n_layer, layers or 0)
     elif check.ram.bytes > 0:
-        cpu = replace(cfg, n_gpu_layers=0)
-        best = _max_ctx(check, cpu, floor, cap)
+        best = max_ctx(check, replace(cfg, n_gpu_layers=0), floor, cap)
         out["fit_full_offload"] = False
         out["fit_max_ctx"] = best if best is not None else floor
         out["fit_max_gpu_layers"] = 0
@@ -169,12 +100,11 @@ def _config(params: Mapping[str, Any], model: ModelFacts, changed: dict[str, tup
     """Resolve llama-server defaults and make the cache/flash-attn combination one llama.cpp accepts."""
     par = params.get("parallel", "default")
     uni = params.get("kv_unified", "default")
-    parallel = 4 if par in (None, "default", "auto") else int(par)
-    unified = (par in (None, "default", "auto")) if uni in (None, "default") else uni in ("on", True)
+    parallel = 4 if par in _UNSET else int(par)
+    unified = (par in _UNSET) if uni in (None, "default") else uni in ("on", True)
     fa = params.get("flash_attn", "auto") not in ("off", False)
-    tk = params.get("cache_type_k") or "f16"
-    tv = params.get("cache_type_v") or "f16"
-    for name, t in (("cache_type_k", tk), ("cache_type_v", tv)):
+    for name in ("cache_type_k", "cache_type_v"):
+        t = params.get(name) or "f16"
         if t == "default":
             t = "f16"
         if t not in CACHE_TYPES:
@@ -194,98 +124,206 @@ def _config(params: Mapping[str, Any], model: ModelFacts, changed: dict[str, tup
                   swa_full=params.get("swa_full") in ("on", True))
 
 
-def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any]) -> Fit:
-    """Make ctx_size / n_gpu_layers / n_cpu_moe concrete so the estimate fits the budget (never above it)."""
+def _kv_options(cfg: Config, params: Mapping[str, Any], model: ModelFacts, user: frozenset[str]) -> list[Config]:
+    """The cache configurations the guard may use: as resolved, then q8_0 K and V (with flash attention on)
+    when neither the cache types nor flash attention were chosen by a rule or the user, and llama.cpp takes
+    q8_0 for this model."""
+    out = [cfg]
+    free = all(params.get(p) in (None, "default") and p not in user for p in ("cache_type_k", "cache_type_v"))
+    fa_free = params.get("flash_attn") in (None, "default", "auto", "on") and "flash_attn" not in user
+    if free and fa_free and cfg.cache_type_k == cfg.cache_type_v == "f16" and \
+            not cache_refusals(model, "q8_0", "q8_0", True):
+        out.append(replace(cfg, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn=True))
+    return out
+
+
+def _fixed(value: Any) -> bool:
+    return value not in _UNSET
+
+
+class _Search:
+    """The context / KV / placement search for one guard() call (see the module docstring for the order)."""
+
+    def __init__(self, check: Checker, model: ModelFacts, options: list[Config], explicit: tuple[int, int] | None):
+        self.check, self.model, self.options, self.explicit = check, model, options, explicit
+        self.n_layer = layer_count(model)
+
+    def at(self, cfg: Config, ctx: int) -> Placement:
+        cfg = replace(cfg, ctx_size=ctx)
+        if self.explicit is None:
+            return place(self.check, cfg, self.model)
+        ngl, moe = self.explicit if self.check.gpu is not None else (0, 0)
+        est = self.check.estimate(replace(cfg, n_gpu_layers=ngl, n_cpu_moe=moe))
+        return Placement(ngl, self.n_layer, moe, self.check.ok(est), est)
+
+    def whole(self, p: Placement) -> bool:
+        """Runs as wanted: fully on the GPU (or as set, or on the CPU backend)."""
+        return p.fits and (p.full or self.explicit is not None or self.check.gpu is None)
+
+    def run(self, want: int, lo: int, *, spill_at_need: bool, keep_ctx: bool) -> tuple[Config, int, Placement] | None:
+        for cfg in self.options:  # 1-2: the need as wanted, f16 then q8_0 KV
+            p = self.at(cfg, want)
+            if self.whole(p):
+                return cfg, want, p
+        if spill_at_need and self.explicit is None:  # 3: experts (then layers, for the user's ctx) on the CPU
+            for cfg in self.options:
+                p = self.at(cfg, want)
+                if p.fits and (p.gpu_layers > self.n_layer or keep_ctx):
+                    return cfg, want, p
+        if keep_ctx:
+            return None
+        best: tuple[Config, int] | None = None  # 4: the largest context below the need that runs as wanted
+        for cfg in self.options:
+            c = bisect(lo // 256, max(lo // 256, want // 256 - 1), lambda k, cfg=cfg: self.whole(self.at(cfg, k * 256)),
+                       True) if want - 256 >= lo else None
+            if c is not None and (best is None or c * 256 > best[1]):
+                best = (cfg, max(lo, c * 256))
+        if best is not None:
+            return best[0], best[1], self.at(*best)
+        for cfg in self.options:  # 5: not even the floor runs as wanted: spill at the floor
+            p = self.at(cfg, lo)
+            if p.fits:
+                return cfg, lo, p
+        return None
+
+
+def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, need: int | None = None,
+          hard_need: bool = False, placement: str = "fit", user: frozenset[str] | set[str] = frozenset()) -> Fit:
+    """Concrete ctx_size (and KV cache type) whose estimate fits the budgets, and the predicted placement.
+
+    `need`: the context the scenario needs (None: the trained context); `hard_need`: a long-context scenario,
+    where MoE experts may move to the CPU to reach it. `placement`: "fit" = llama.cpp's --fit places layers
+    and experts (n_gpu_layers / n_cpu_moe stay unset unless a rule or the user set them); "flags" = the guard
+    makes them concrete (a llama.cpp without --fit). `user`: parameters the user set; they are never changed:
+    a user value that cannot work is reported in `conflicts`.
+    """
+    user = frozenset(user)
     changed: dict[str, tuple[Any, Any, str]] = {}
     concrete: dict[str, Any] = dict(params)
-    cfg = _config(params, model, changed, concrete)
-    cpu_only = params.get("backend") == "cpu"
-    check = _Checker(hw, model, cpu_only)
+    base = _config(params, model, changed, concrete)
+    check = Checker(hw, model, params.get("backend") == "cpu")
     n_layer = layer_count(model)
-    floor, cap = _floor(model), _cap(model)
-
-    ctx_in = params.get("ctx_size", "auto")
-    ngl_in = params.get("n_gpu_layers", "auto")
-    moe_in = params.get("n_cpu_moe", "auto")
-    want_ngl = ALL_LAYERS if ngl_in in (None, "auto", "all", "default") else int(ngl_in)
-    want_moe = 0 if moe_in in (None, "auto", "default") or not model.is_moe else int(moe_in)
-    if check.gpu is None:
-        want_ngl = want_moe = 0
-    cfg = replace(cfg, n_gpu_layers=want_ngl, n_cpu_moe=want_moe)
-    target = cap if ctx_in in (None, "auto", "default") else max(int(ctx_in), 256)
-    lo = min(floor, target)
-
-    ctx = _max_ctx(check, cfg, lo, max(lo, target))
-    placement_note = ""
-    if ctx is None and check.gpu is not None:
-        ctx = lo
-        base = replace(cfg, ctx_size=ctx)
-        if model.is_moe and moe_in in (None, "auto", "default"):
-            moe = _bisect(0, n_layer, lambda n: check.gpu_ok(check.estimate(replace(base, n_cpu_moe=n))), False)
-            if moe is not None:
-                cfg = replace(base, n_cpu_moe=moe)
-                placement_note = f"experts of the first {moe} layers on the CPU (--n-cpu-moe {moe})"
-            else:
-                cfg = replace(base, n_cpu_moe=n_layer)
-        if not check.ok(check.estimate(replace(cfg, ctx_size=ctx))):
-            top = min(cfg.n_gpu_layers, n_layer + 1)
-            layers = _bisect(0, top, lambda n: check.gpu_ok(check.estimate(replace(cfg, ctx_size=ctx,
-                                                                                     n_gpu_layers=n))), True)
-            cfg = replace(cfg, n_gpu_layers=layers or 0)
-            placement_note = f"{layers or 0} of {n_layer} layers on the GPU" + (
-                f", {placement_note}" if placement_note else "")
-    if ctx is None:
-        ctx = lo
-    cfg = replace(cfg, ctx_size=ctx)
-    est = check.estimate(cfg)
-    fits = check.ok(est)
-
-    ngl_out = ALL_LAYERS if cfg.n_gpu_layers > n_layer else cfg.n_gpu_layers
+    floor, cap = floor_ctx(model), cap_ctx(model)
+    ctx_in, ngl_in, moe_in = (params.get(p, "auto") for p in ("ctx_size", "n_gpu_layers", "n_cpu_moe"))
+    keep_ctx = "ctx_size" in user
+    if _fixed(ctx_in):
+        want = max(256, int(ctx_in))
+        lo = want if keep_ctx else min(floor, want)
+    else:
+        want = min(need or cap, cap)
+        lo = min(floor, want)
+    want = max(want, lo)
+    options = _kv_options(base, params, model, user)
+    explicit = None
+    if _fixed(ngl_in) or (model.is_moe and _fixed(moe_in)):  # a placement a rule or the user set
+        explicit = (ALL_LAYERS if ngl_in in _UNSET or ngl_in == "all" else int(ngl_in),
+                    int(moe_in) if model.is_moe and _fixed(moe_in) else 0)
+    placed_by = "cpu" if check.gpu is None else "flags" if explicit or placement == "flags" else "fit"
+    notes_pre: list[str] = []
+    chosen = _Search(check, model, options, explicit).run(want, lo, spill_at_need=hard_need or keep_ctx,
+                                                          keep_ctx=keep_ctx)
+    if chosen is None and explicit is not None and not ({"n_gpu_layers", "n_cpu_moe"} & user):
+        # a rule's placement that does not fit: drop it and let llama.cpp's fit (or our flags) place the model
+        notes_pre.append("the rule's GPU layers / MoE placement does not fit; placement left to llama.cpp's fit")
+        explicit, placed_by = None, "cpu" if check.gpu is None else "flags" if placement == "flags" else "fit"
+        for name, value in (("n_gpu_layers", ngl_in), ("n_cpu_moe", moe_in)):
+            if _fixed(value):
+                changed[name] = (value, "default", "does not fit; llama.cpp's --fit places it")
+                concrete[name] = ngl_in = moe_in = "default"
+        chosen = _Search(check, model, options, None).run(want, lo, spill_at_need=hard_need or keep_ctx,
+                                                          keep_ctx=keep_ctx)
+    fits = chosen is not None
+    search = _Search(check, model, options, explicit)
+    if chosen is None:  # not even the floor: the smallest configuration's numbers
+        chosen = (options[-1], lo, search.at(options[-1], lo))
+    cfg, ctx, p = chosen
+    conflicts: list[str] = []
+    trades: list[str] = []
+    if cfg.cache_type_k != base.cache_type_k:
+        trades.append("a q8_0 KV cache (half the f16 size; needs flash attention)")
+        for name in ("cache_type_k", "cache_type_v"):
+            changed[name] = (params.get(name, "default"), "q8_0", f"a q8_0 KV cache to reach {ctx} tokens")
+            concrete[name] = "q8_0"
+        if params.get("flash_attn") != "on":
+            changed["flash_attn"] = (params.get("flash_attn", "default"), "on", "a q8_0 V cache needs flash attention")
+            concrete["flash_attn"] = "on"
+    if p.experts_cpu and p.gpu_layers > n_layer:
+        trades.append(f"MoE experts of {p.experts_cpu} layers on the CPU")
+    elif 0 < p.gpu_layers <= n_layer:
+        trades.append(f"{n_layer - p.gpu_layers} of {n_layer} layers on the CPU")
     concrete["ctx_size"] = ctx
-    concrete["n_gpu_layers"] = ngl_out
-    concrete["n_cpu_moe"] = cfg.n_cpu_moe if model.is_moe and cfg.n_gpu_layers > 0 else 0
-    if ctx_in not in (None, "auto", "default") and int(ctx_in) != ctx:
+    if not _fixed(ctx_in):
+        why = "the scenario needs" if need else "the trained context is"
+        changed["ctx_size"] = (ctx_in, ctx, f"{why} {want} tokens" + ("" if ctx == want else f"; {ctx} fit"))
+    elif int(ctx_in) != ctx:
         changed["ctx_size"] = (ctx_in, ctx, f"{ctx_in} tokens do not fit; the largest that fits is {ctx}")
-    elif ctx_in in (None, "auto", "default"):
-        changed["ctx_size"] = (ctx_in, ctx, "the largest context that fits (capped at the trained context)")
-    if ngl_in not in (None, "auto", "default") and ngl_in != "all" and int(ngl_in) != ngl_out:
-        changed["n_gpu_layers"] = (ngl_in, ngl_out, placement_note or "layers that fit the GPU budget")
-    elif ngl_in in (None, "auto", "default", "all") and (ngl_in != "all" or ngl_out != ALL_LAYERS):
-        changed["n_gpu_layers"] = (ngl_in, ngl_out, "CPU backend" if check.gpu is None
-                                   else placement_note or "all layers fit the GPU budget")
-    moved = concrete["n_cpu_moe"]
-    if model.is_moe and moe_in != moved and (moved > 0 or moe_in not in (None, "auto", "default")):
-        # "auto"/"default" -> 0 is not a change: no expert on the CPU is llama.cpp's own default
-        changed["n_cpu_moe"] = (moe_in, concrete["n_cpu_moe"], placement_note or "all experts fit the GPU budget")
-    notes = _notes(est, check, fits, placement_note)
+    if not fits:
+        what = f"{_g(p.estimate.total_bytes)} needed, budget {_g((check.gpu or check.ram).bytes)}"
+        conflicts += [f"{name}={params[name]} does not fit ({what})" for name in sorted(user)
+                      if name in ("ctx_size", "n_gpu_layers", "n_cpu_moe", "parallel")]
+    _placement_params(concrete, changed, params, p, placed_by, model, user)
+    est = p.estimate
+    notes = (*notes_pre, *_notes(est, check, fits, p, placed_by, trades))
     return Fit(params=concrete, changed=changed, notes=notes, estimate=est, estimated=est.estimated, fits=fits,
-               budget_bytes=(check.gpu or check.ram).bytes)
+               budget_bytes=(check.gpu or check.ram).bytes, placement=p, placed_by=placed_by, need=want,
+               trades=tuple(trades), conflicts=tuple(conflicts))
 
 
-def _notes(e: Estimate, check: _Checker, fits: bool, placement: str) -> tuple[str, ...]:
-    g = lambda n: f"{n / GIB:.1f} GiB"  # noqa: E731
+def _placement_params(concrete: dict[str, Any], changed: dict[str, tuple[Any, Any, str]], params: Mapping[str, Any],
+                      p: Placement, placed_by: str, model: ModelFacts, user: frozenset[str]) -> None:
+    """n_gpu_layers / n_cpu_moe: unset for llama.cpp's fit, the predicted values as flags, 0 on the CPU; a
+    value the user set is kept as it is."""
+    ngl_in, moe_in = concrete.get("n_gpu_layers", "auto"), concrete.get("n_cpu_moe", "auto")
+    if placed_by == "fit":  # llama.cpp's --fit places them: nothing is emitted
+        for name, value in (("n_gpu_layers", ngl_in), ("n_cpu_moe", moe_in)):
+            concrete[name] = "default" if value in _UNSET else value
+            if value == "auto":
+                changed[name] = (value, "default", f"left to llama.cpp's --fit (predicted: {p.describe()})")
+        return
+    ngl = ALL_LAYERS if p.gpu_layers > p.n_layer else p.gpu_layers
+    moe = p.experts_cpu if model.is_moe and p.gpu_layers > 0 else 0
+    for name, old, new in (("n_gpu_layers", ngl_in, ngl), ("n_cpu_moe", moe_in, moe)):
+        if name in user or old == new or (old == "all" and new == ALL_LAYERS) or \
+                (name == "n_cpu_moe" and old in _UNSET and new == 0):
+            concrete[name] = old if old not in _UNSET else new
+            continue
+        concrete[name] = new
+        changed[name] = (old, new, "CPU backend" if placed_by == "cpu" else p.describe())
+
+
+def _g(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _notes(e: Estimate, check: Checker, fits: bool, p: Placement, placed_by: str,
+           trades: list[str]) -> tuple[str, ...]:
     per_cell = e.kv_bytes_per_cell
-    kv = f"KV {g(e.kv_bytes)} ({e.kv_cells * e.n_stream} cells × {per_cell / 1024:.0f} KiB)"
-    parts = [f"weights {g(e.weights_bytes)}", kv]
+    kv = f"KV {_g(e.kv_bytes)} ({e.kv_cells * e.n_stream} cells × {per_cell / 1024:.0f} KiB)"
+    parts = [f"weights {_g(e.weights_bytes)}", kv]
     if e.swa_kv_bytes:
-        parts.append(f"SWA KV {g(e.swa_kv_bytes)} ({e.swa_cells * e.n_stream} cells)")
+        parts.append(f"SWA KV {_g(e.swa_kv_bytes)} ({e.swa_cells * e.n_stream} cells)")
     if e.recurrent_bytes:
         parts.append(f"recurrent state {e.recurrent_bytes / MIB:.0f} MiB")
-    parts.append(f"compute {g(e.compute_bytes)}")
+    parts.append(f"compute {_g(e.compute_bytes)}")
     if e.mmproj_bytes:
-        parts.append(f"projector {g(e.mmproj_bytes)}")
+        parts.append(f"projector {_g(e.mmproj_bytes)}")
     if e.draft_bytes:
-        parts.append(f"draft {g(e.draft_bytes)}")
+        parts.append(f"draft {_g(e.draft_bytes)}")
     budget = check.gpu or check.ram
     used = e.gpu_bytes if check.gpu is not None else e.total_bytes
     rel = "≤" if fits else ">"
-    lines = [" + ".join(parts) + f" = {g(e.total_bytes)}",
-             f"{'GPU part ' + g(used) if check.gpu is not None and used != e.total_bytes else g(used)} {rel} "
-             f"budget {g(budget.bytes)} ({budget.explain})"]
-    if placement:
-        lines.append(placement)
+    lines = [" + ".join(parts) + f" = {_g(e.total_bytes)}",
+             f"{'GPU part ' + _g(used) if check.gpu is not None and used != e.total_bytes else _g(used)} {rel} "
+             f"budget {_g(budget.bytes)} ({budget.explain})"]
+    if placed_by == "fit":
+        lines.append(f"placement left to llama.cpp's --fit; predicted: {p.describe()}")
+    elif placed_by == "flags":
+        lines.append(f"placement as flags: {p.describe()}")
+    if trades:
+        lines.append("to reach the context: " + "; ".join(trades))
     if e.estimated:
-        lines.append("estimated: the model's architecture is not known from a GGUF header (size/name based)")
+        lines.append("estimated: some of the model's facts are not from its GGUF header (size/name based)")
     if not fits:
         lines.append("does not fit even at the smallest context with no GPU layers")
     return tuple(lines)
+

@@ -21,6 +21,7 @@ __all__ = [
     "name_facts",
     "registry_model_facts",
     "resolve_model_spec",
+    "smaller_variants",
     "variants",
 ]
 
@@ -92,7 +93,9 @@ def _estimated(facts: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
-    """ModelFacts from one server_models.json entry; size-derived and name-derived fields are `estimated`."""
+    """ModelFacts from one server_models.json entry. A llama.cpp model's architecture facts (layers, KV heads,
+    experts, SWA / recurrent layout, trained context) come from the shipped table of its real GGUF header;
+    what still comes from the name or Lemonade's rounded `size` is listed in `estimated`."""
     src = f"server_models.json:{name}"
     checkpoints = entry.get("checkpoints") if isinstance(entry.get("checkpoints"), dict) else {}
     checkpoint = entry.get("checkpoint") or checkpoints.get("main")
@@ -113,8 +116,23 @@ def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
         provenance["mmproj"] = str(mmproj)
     if checkpoints.get("draft"):
         provenance["draft"] = str(checkpoints["draft"])
+    guessed = ["params_b", "active_params_b", "is_moe", "file_bytes"]  # the quant is the checkpoint's own tag
+    if facts["recipe"] == "llamacpp":
+        from facts._registry_gguf import registry_gguf_facts
+
+        table = registry_gguf_facts(name)  # the model's real GGUF facts, shipped (facts/data/registry_gguf.json)
+        if table:
+            provenance["gguf"] = table.pop("provenance")["*"]
+            for flag in ("embedding", "reranker"):  # the registry's labels say which (Lemonade loads it so)
+                table.pop(flag, None)
+            if "block_count" in table and "is_moe" not in table:
+                table["is_moe"] = False  # a row that gives the layers and no experts describes a dense model
+            facts.update(table)
+            guessed = [k for k in guessed if k not in table]
+            if facts.get("is_moe") is False:
+                facts.pop("active_params_b", None)
     facts["provenance"] = provenance
-    facts["estimated"] = _estimated(facts, ("params_b", "active_params_b", "is_moe", "quant"))
+    facts["estimated"] = _estimated(facts, tuple(guessed))
     try:
         return ModelFacts(**facts)
     except ValueError as err:
@@ -211,6 +229,28 @@ def base_name(name: str) -> str:
     """A registry name without its packaging tokens: "Phi-4-mini-instruct-Hybrid" -> "phi4miniinstruct"."""
     tokens = [t for t in re.split(r"[-_ ]+", name.casefold()) if t and t not in _PACKAGING]
     return re.sub(r"[^0-9a-z]", "", "".join(tokens))
+
+
+_QUANT_TOKEN = re.compile(r"^(?:ud|iq?\d.*|q\d.*|mxfp\d*|nvfp\d*|bf16|f16|fp16|fp8|int[48]|awq|\d+bit)$")
+
+
+def smaller_variants(name: str) -> list[tuple[str, float]]:
+    """(registry name, size GB) of smaller builds of the same model and recipe (another quant), smallest last."""
+    reg = load_registry()
+    entry = reg.get(name) or {}
+    size = entry.get("size")
+    if not isinstance(size, (int, float)):
+        return []
+
+    def stem(n: str) -> str:
+        tokens = [t for t in re.split(r"[-_ ]+", n.casefold()) if t and t not in _PACKAGING
+                  and not _QUANT_TOKEN.match(t)]
+        return re.sub(r"[^0-9a-z]", "", "".join(tokens))
+
+    want = stem(name)
+    found = [(k, float(v["size"])) for k, v in reg.items() if k != name and v.get("recipe") == entry.get("recipe")
+             and isinstance(v.get("size"), (int, float)) and v["size"] < size and stem(k) == want]
+    return sorted(found, key=lambda kv: -kv[1])
 
 
 def variants(name: str) -> list[str]:

@@ -31,6 +31,9 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory-fit", dest="memory_fit", action="store_false",
                    help="skip the memory model: no fit facts for rules, no memory guard (ctx_size / n_gpu_layers / "
                         "n_cpu_moe stay as the rules say)")
+    p.add_argument("--force", action="store_true",
+                   help="keep a configuration that does not fit or that llama.cpp would refuse (reported under "
+                        "warnings) instead of exiting 2")
     add_json_flag(p)
 
 
@@ -62,7 +65,7 @@ def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
         rulebook = load_rulebook(*(bundled_root() if r == "bundled" else r for r in args.rulebook))
     return {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,
-            "evaluator": args.engine, "overrides": overrides, "memory_fit": args.memory_fit}
+            "evaluator": args.engine, "overrides": overrides, "memory_fit": args.memory_fit, "force": args.force}
 
 
 def run(args: argparse.Namespace) -> int:

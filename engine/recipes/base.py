@@ -9,6 +9,7 @@ values runnable) and `render` (Lemonade's recipe options). Only llama.cpp has a 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import RecipeUnavailableError
@@ -18,9 +19,18 @@ from facts.backends import backends_of
 if TYPE_CHECKING:
     from engine.resolve import Decision
     from engine.trace import TraceRecorder
+    from engine.verdict import MemoryVerdict
     from facts.models import HardwareFacts, ModelFacts
 
 AUTO_CTX = -1  # Lemonade's ctx_size sentinel: "auto" (its own auto_tune decides at load)
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """What a recipe's guard reports beyond the decisions it changed."""
+
+    verdict: MemoryVerdict | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class Recipe:
@@ -51,8 +61,10 @@ class Recipe:
         return None
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
-        """Make the resolved values runnable, in place (each change recorded in the trace)."""
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
+        """Make the resolved values runnable, in place (each change recorded in the trace); the memory verdict
+        when the recipe has a memory model, and warnings for what `force` kept."""
+        return Guarded()
 
     def args(self, values: Mapping[str, Any]) -> list[str]:
         """The tokens of the `<recipe>_args` option for resolved values."""

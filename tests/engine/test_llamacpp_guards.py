@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from engine.errors import UsageError
-from engine.recipes.llamacpp import guards
+from engine.recipes.llamacpp import guards, memory
 from engine.resolve import Decision
 from engine.trace import TraceRecorder
 from facts.models import ModelFacts
 
-memory_guard = guards.memory_guard
 PLAIN = ModelFacts()
 
 
@@ -60,29 +57,62 @@ def test_ubatch_never_exceeds_batch():
     assert ds["ubatch"].value == 2048
 
 
-@dataclass
-class FitResult:  # the data contract of facts.memory.guard's result
-    params: dict
-    changed: dict = field(default_factory=dict)
-    notes: tuple = ()
-    estimated: bool = False
+def _hw(vram_gib: float):
+    from facts.models import GPU, HardwareFacts, Memory, OSInfo
+
+    return HardwareFacts(os=OSInfo(name="linux"), memory=Memory(total_bytes=64 << 30, available_bytes=60 << 30),
+                         gpus=(GPU(vendor="nvidia", name="RTX", dedicated_bytes=int(vram_gib * 2**30), unified=False),))
 
 
-def test_memory_guard_records_the_change_and_keeps_user_values():
-    ds = {"ctx_size": dec("ctx_size", "auto"), "n_gpu_layers": dec("n_gpu_layers", 999, "user-override"),
-          "n_cpu_moe": dec("n_cpu_moe", "default")}
-    fit = FitResult({"ctx_size": 32768, "n_gpu_layers": 30, "n_cpu_moe": "default"},
-                    {"ctx_size": ("auto", 32768, "KV 4.0 GiB fits the 20.1 GiB budget"),
-                     "n_gpu_layers": (999, 30, "30 of 48 layers on the GPU")},  # as facts.memory.guard reports it
-                    ("weights 12.0 GiB + KV 4.0 GiB <= budget 20.1 GiB",))
-    rec = TraceRecorder()
-    memory_guard(ds, fit, rec)
+DENSE = ModelFacts(name="m", architecture="llama", block_count=32, head_count_kv=(8,) * 32, key_length=128,
+                   value_length=128, embedding_length=4096, head_count=32, file_bytes=5 << 30, trained_ctx=131072)
+
+
+def test_the_memory_step_sizes_the_context_leaves_placement_to_fit_and_keeps_the_users_values():
+    ds = {"backend": dec("backend", "cuda"), "ctx_size": dec("ctx_size", "auto"),
+          "n_gpu_layers": dec("n_gpu_layers", 20, "user-override"), "n_cpu_moe": dec("n_cpu_moe", "default")}
+    rec, warnings = TraceRecorder(), []
+    verdict = memory.run(ds, _hw(24), DENSE, rec, need=(32768, False), force=False, warnings=warnings)
     assert (ds["ctx_size"].value, ds["ctx_size"].rule_id, ds["ctx_size"].layer) == (32768, "memory-fit", "guard")
     assert ds["ctx_size"].chain[0].value == "auto"
-    assert ds["n_gpu_layers"].value == 999  # the user's value stays
+    assert ds["n_gpu_layers"].value == 20  # the user's value stays
+    assert verdict.fits in ("yes", "estimated") and verdict.placed_by == "flags" and verdict.context == 32768
     notes = [e.message for e in rec.freeze() if e.op == "note"]
-    assert "weights 12.0 GiB + KV 4.0 GiB <= budget 20.1 GiB" in notes
-    assert any("kept the user's n_gpu_layers=999" in n for n in notes)
+    assert any(n.startswith("weights ") and "KV" in n for n in notes) and warnings == []
+
+
+def test_without_a_set_placement_nothing_is_emitted_and_llama_cpp_fit_places_the_layers():
+    ds = {"backend": dec("backend", "cuda"), "ctx_size": dec("ctx_size", "auto"),
+          "n_gpu_layers": dec("n_gpu_layers", "default"), "n_cpu_moe": dec("n_cpu_moe", "default")}
+    verdict = memory.run(ds, _hw(4), DENSE, TraceRecorder(), need=(32768, False), force=False, warnings=[])
+    assert ds["n_gpu_layers"].value == "default" and ds["n_cpu_moe"].value == "default"
+    assert verdict.placed_by == "fit" and "layers on the GPU" in verdict.placement  # predicted: a partial offload
+    assert ds["ctx_size"].value == 4096  # nothing runs fully on 4 GB: the floor, with layers spilled
+
+
+def test_a_users_context_that_does_not_fit_is_an_error_unless_forced():
+    from engine.errors import DoesNotFitError
+
+    def ds():
+        return {"backend": dec("backend", "cuda"), "ctx_size": dec("ctx_size", 1048576, "user-override"),
+                "n_gpu_layers": dec("n_gpu_layers", "default"), "n_cpu_moe": dec("n_cpu_moe", "default")}
+
+    with pytest.raises(DoesNotFitError, match="ctx_size=1048576 does not fit"):
+        memory.run(ds(), _hw(8), DENSE, TraceRecorder(), need=(32768, False), force=False, warnings=[])
+    warnings: list[str] = []
+    d = ds()
+    verdict = memory.run(d, _hw(8), DENSE, TraceRecorder(), need=(32768, False), force=True, warnings=warnings)
+    assert verdict.fits == "no" and d["ctx_size"].value == 1048576 and "kept: --force" in warnings[0]
+
+
+def test_gpu_memory_unknown_leaves_context_and_placement_to_lemonade():
+    from facts.models import GPU, HardwareFacts, OSInfo
+
+    hw = HardwareFacts(os=OSInfo(name="linux"), gpus=(GPU(vendor="nvidia", name="A100", arch="sm_80"),))
+    ds = {"backend": dec("backend", "cuda"), "ctx_size": dec("ctx_size", "auto"),
+          "n_gpu_layers": dec("n_gpu_layers", "default")}
+    verdict = memory.run(ds, hw, DENSE, TraceRecorder(), need=(32768, False), force=False, warnings=[])
+    assert verdict.fits == "unknown" and ds["ctx_size"].value == "auto" and ds["n_gpu_layers"].value == "default"
 
 
 def test_extra_args_the_backend_does_not_allow_are_dropped_with_a_note():

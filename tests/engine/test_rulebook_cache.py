@@ -39,7 +39,7 @@ def _no_compile(monkeypatch):
 def _answers(book, evaluator="python"):
     ev = make_evaluator(book, engine=evaluator)
     try:
-        return [resolve(hw, MODEL, s, book, ev, {}, True).values() for hw in HW for s in ("chat", "coding")]
+        return [resolve(hw, MODEL, s, book, ev, {}, True, True).values() for hw in HW for s in ("chat", "coding")]
     finally:
         ev.close()
 

@@ -46,8 +46,9 @@ def test_registry_name_exact():
     assert m.recipe == "llamacpp"
     assert m.params_b == 30 and m.active_params_b == 3 and m.is_moe and m.quant == "Q4_0"
     assert m.file_bytes == 17_400_000_000
-    assert {"params_b", "active_params_b", "is_moe", "quant"} <= set(m.estimated)
-    assert m.architecture is None and m.block_count is None
+    assert {"params_b", "active_params_b", "file_bytes"} <= set(m.estimated)  # from the name and a rounded size
+    assert m.block_count == 48 and "is_moe" not in m.estimated  # the shipped GGUF facts (registry_gguf.json)
+    assert m.architecture == "qwen3moe" and m.layer_bytes == ()  # no tensor sizes until it is downloaded
 
 
 def test_registry_name_case_insensitive():
@@ -149,7 +150,7 @@ def test_a_downloaded_gguf_replaces_the_registry_estimates(tmp_path, monkeypatch
     gguf = Path(__file__).resolve().parents[1] / "fixtures" / "gguf" / "llama-gqa.gguf"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     before = resolve_model_spec("Qwen3-0.6B-GGUF")
-    assert before.block_count is None and "params_b" in before.estimated
+    assert before.block_count == 28 and "file_bytes" in before.estimated  # the shipped table; weights not read
     _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "mmproj-F16.gguf", b"not even a gguf")  # never picked
     _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q4_0.gguf", gguf.read_bytes())
     after = resolve_model_spec("Qwen3-0.6B-GGUF")
@@ -168,7 +169,8 @@ def test_split_and_damaged_downloads_leave_the_registry_estimates(tmp_path, monk
     _hub_file(tmp_path, "unsloth/Qwen3-30B-A3B-GGUF", "Qwen3-30B-A3B-Q4_0-00001-of-00002.gguf", gguf)
     assert "params_b" in resolve_model_spec("Qwen3-30B-A3B-GGUF").estimated  # split: header covers one part
     _hub_file(tmp_path, "unsloth/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q4_0.gguf", gguf[:100])  # truncated
-    assert resolve_model_spec("Qwen3-0.6B-GGUF").block_count is None
+    damaged = resolve_model_spec("Qwen3-0.6B-GGUF")  # the registry's facts stand: the shipped table and the size
+    assert damaged.block_count == 28 and "file_bytes" in damaged.estimated and "gguf:" not in damaged.provenance["*"]
 
 
 def test_the_hub_cache_is_found_as_huggingface_hub_finds_it(tmp_path):

@@ -19,7 +19,7 @@ from facts._registry_gguf import (
 from facts.gguf import read_model_facts
 from facts.memory import MIB, Config, estimate
 from facts.models import ModelFacts
-from facts.registry import REGISTRY_PATH, registry_model_facts
+from facts.registry import REGISTRY_PATH, name_facts, registry_model_facts
 
 TABLE = load_table()
 ROWS = TABLE["models"]
@@ -145,8 +145,9 @@ def test_gpt_oss_120b_is_moe_with_36_layers_and_every_other_layer_sliding(name):
     assert m.is_moe and m.block_count == 36
     assert (m.expert_count, m.expert_used_count) == (128, 4)
     assert m.swa_layers == tuple(il % 2 == 0 for il in range(36)) and m.sliding_window == 128
-    old = registry_model_facts(name, REGISTRY[name])  # the size/name guess this table replaces
-    assert not old.is_moe and old.block_count is None
+    used = registry_model_facts(name, REGISTRY[name])  # what a registry name resolves to: the table's facts
+    assert used.is_moe and used.block_count == 36 and "is_moe" not in used.estimated
+    assert name_facts(name).get("is_moe") is None  # the name alone does not say MoE (the bug this table fixes)
 
 
 def test_llama4_scout_is_moe_with_48_layers_three_of_four_chunked():

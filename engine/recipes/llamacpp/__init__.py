@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine.recipes.base import Recipe
-from engine.recipes.llamacpp import flags, guards
+from engine.recipes.base import Guarded, Recipe
+from engine.recipes.llamacpp import flags, guards, memory
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -29,19 +29,19 @@ class LlamaCpp(Recipe):
         return fit_context(hw, model)
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
-        from facts.errors import FactsError
-        from facts.memory import guard
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
+        from engine import scenarios
 
-        guards.consistency(decisions, model, rec)
+        warnings: list[str] = []
+        guards.consistency(decisions, model, rec, force=force, warnings=warnings)
+        memory.embedding_batch(decisions, model, rec)
+        verdict = None
         if memory_fit:
-            try:
-                fit = guard(hw, model, {p: d.value for p, d in decisions.items()})
-            except FactsError as err:  # too little is known to size memory: the rules' values stand
-                rec.emit("note", rule_id="memory-fit", message=f"memory guard skipped: {err}")
-            else:
-                guards.memory_guard(decisions, fit, rec)
+            verdict = memory.run(decisions, hw, model, rec, need=scenarios.need(scenario), force=force,
+                                 warnings=warnings)
+            memory.embedding_batch(decisions, model, rec)  # the context may have come out smaller
         guards.threads_guard(decisions, hw, rec)
+        return Guarded(verdict, tuple(warnings))
 
     def args(self, values: Mapping[str, Any]) -> list[str]:
         return flags.flags(values)

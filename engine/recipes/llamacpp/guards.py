@@ -6,8 +6,6 @@ when llama.cpp would refuse it, the other side of the conflict moves, or the ans
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.errors import UsageError
 from engine.recipes.llamacpp.flags import EXTRA_ARGS, extra_args_problems
 from engine.resolve import USER_OVERRIDE_ID, Decision, guard_change
@@ -53,7 +51,15 @@ def vulkan_kv_match(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
         f"vulkan's flash attention needs matching K/V cache types ({k} vs {v}); using {want}")
 
 
-def cache_guard(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRecorder) -> None:
+def _refuse(message: str, force: bool, warnings: list[str] | None) -> None:
+    """A user's value llama.cpp would refuse: an error naming the conflict, or with --force a warning."""
+    if not force or warnings is None:
+        raise UsageError(message)
+    warnings.append(message + " (kept: --force)")
+
+
+def cache_guard(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRecorder, *, force: bool = False,
+                warnings: list[str] | None = None) -> None:
     """Fix the cache-type / flash-attention combinations llama.cpp refuses (facts.memory.cache_refusals).
 
     A quantised V cache is kept only with flash attention explicitly on (`auto` may resolve to off).
@@ -71,13 +77,15 @@ def cache_guard(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRec
             continue
         if _user(d):
             also = " with flash_attn=" + str(fa.value) if r.needs_flash_attn and fa is not None else ""
-            raise UsageError(f"--set {r.parameter}={d.value}{also}: {r.reason}; llama.cpp refuses this "
-                             f"combination (use {r.fix!r}" + (" or flash_attn=on)" if r.needs_flash_attn else ")"))
+            _refuse(f"--set {r.parameter}={d.value}{also}: {r.reason}; llama.cpp refuses this combination (use "
+                    f"{r.fix!r}" + (" or flash_attn=on)" if r.needs_flash_attn else ")"), force, warnings)
+            continue
         decisions[r.parameter] = guard_change(d, r.fix, "kv-quant-needs-fa" if r.needs_flash_attn else "kv-refused",
                                               _SELF, rec, f"{r.reason}; falling back to {r.fix}")
 
 
-def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder) -> None:
+def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder, *, force: bool = False,
+                     warnings: list[str] | None = None) -> None:
     """Drop extra arguments the chosen backend does not allow (e.g. a GPU-only flag on cpu); a user's
     argument the backend does not allow is an error."""
     d, backend = decisions.get("extra_args"), decisions.get("backend")
@@ -92,7 +100,8 @@ def extra_args_guard(decisions: dict[str, Decision], rec: TraceRecorder) -> None
     if not dropped:
         return
     if _user(d):
-        raise UsageError(f"--set extra_args: {' '.join(dropped)} not allowed with backend {backend.value}")
+        _refuse(f"--set extra_args: {' '.join(dropped)} not allowed with backend {backend.value}", force, warnings)
+        return
     decisions["extra_args"] = guard_change(d, tuple(kept), "extra-args-allowlist", _SELF, rec,
                                            f"dropped {' '.join(dropped)}: not allowed with backend {backend.value}")
 
@@ -132,31 +141,10 @@ def threads_guard(decisions: dict[str, Decision], hw: HardwareFacts, rec: TraceR
                                             f"{d.value} unknown on this CPU; llama.cpp's default applies")
 
 
-def consistency(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRecorder) -> None:
+def consistency(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRecorder, *, force: bool = False,
+                warnings: list[str] | None = None) -> None:
     """Every guard that does not need the memory model, in order (K/V match first: it can make V quantised)."""
     vulkan_kv_match(decisions, rec)
-    cache_guard(decisions, model, rec)
-    extra_args_guard(decisions, rec)
+    cache_guard(decisions, model, rec, force=force, warnings=warnings)
+    extra_args_guard(decisions, rec, force=force, warnings=warnings)
     batch_guard(decisions, rec)
-
-
-MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v")
-
-
-def memory_guard(decisions: dict[str, Decision], fit: Any, rec: TraceRecorder) -> None:
-    """Apply facts.memory.guard's result (`fit`): concrete, fitting ctx_size / n_gpu_layers / n_cpu_moe.
-
-    A user override is kept as asked, with a note when the memory fit disagrees.
-    """
-    for line in fit.notes:  # an estimated model's note comes with them
-        rec.emit("note", rule_id="memory-fit", message=line)
-    for parameter in MEMORY_PARAMS:
-        d = decisions.get(parameter)
-        if d is None or parameter not in fit.changed:  # only what the guard changed, with its reason
-            continue
-        _, value, reason = fit.changed[parameter]
-        if _user(d):
-            rec.emit("note", rule_id="memory-fit", parameter=parameter, value=value,
-                     message=f"kept the user's {parameter}={d.value}; the memory fit suggests {value} ({reason})")
-            continue
-        decisions[parameter] = guard_change(d, value, "memory-fit", "facts/fit.py", rec, str(reason))
