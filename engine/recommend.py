@@ -182,7 +182,10 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
     decisions = {"backend": backend, **decisions}
     guarded = recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit, scenario=scenario, force=force)
     by_id = {r.id: r for r in (*matched1, *matched2)}
-    fits = guarded.verdict is None or guarded.verdict.ok
+    # expected speed comes from benchmarks of fully offloaded runs: none for a configuration that does not fit
+    # or that puts layers or experts on the CPU
+    v = guarded.verdict
+    fits = v is None or (v.ok and v.full_offload is not False)
     return Recommendation(
         archetype=archetype, recipe=recipe.name, scenario=scenario,
         decisions=MappingProxyType({p: decisions[p] for p in recipe.parameters if p in decisions}),

@@ -56,6 +56,8 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
         "recipe_options": rec.recipe_options(),
         "decisions": {p: decision_dict(d) for p, d in rec.decisions.items()},
         "expected": rec.expected.to_dict() if rec.expected else None,
+        "memory": rec.memory.to_dict() if rec.memory else None,
+        "warnings": list(rec.warnings),
         "rulebook": rec.rulebook,
         "engine": rec.evaluator,
     }
@@ -118,6 +120,8 @@ def explain_dict(rec: Recommendation, level: str = "decisions") -> dict[str, Any
         "recipe_options": rec.recipe_options(),
         "params": {p: decision_dict(d, overridden=full) for p, d in rec.decisions.items()},
         "expected": rec.expected.to_dict() if rec.expected else None,
+        "memory": rec.memory.to_dict() if rec.memory else None,
+        "warnings": list(rec.warnings),
     }
     if full:
         out["facts"] = {k: _json_value(v) for k, v in sorted(rec.context.items())}

@@ -33,11 +33,31 @@ def _options_lines(rec: Recommendation, indent: str) -> list[str]:
 
 def _expected_line(rec: Recommendation) -> str:
     e = rec.expected
+    if rec.memory is not None and rec.memory.fits == "no":
+        return "expected: none: the configuration does not fit"
+    if rec.memory is not None and rec.memory.full_offload is False:
+        return "expected: none: layers or experts run on the CPU, and no benchmark covers that placement"
     if e is None:
         return "expected: no benchmark evidence for this choice"
     n = f", n={e.n}" if e.n is not None else ""
     scope = "" if e.scope == "model class" else ", median over all models measured on this hardware"
     return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}{scope}) from rule {e.rule_id}"
+
+
+def _memory_lines(rec: Recommendation, indent: str) -> list[str]:
+    """Whether it fits (said loudly when it does not), what was traded for the context, guessed facts, warnings."""
+    v = rec.memory
+    lines = []
+    if v is not None:
+        lines.append(indent + v.line())
+        if v.context is not None and v.need is not None and v.context < v.need:
+            lines.append(f"{indent}  context {v.context} of the {v.need} tokens the scenario needs: more does not fit")
+        if v.trades:
+            lines.append(f"{indent}  to reach the context: " + "; ".join(v.trades))
+        if v.estimated:
+            lines.append(f"{indent}  estimated from the name or size (not a GGUF header): {', '.join(v.estimated)}")
+    lines += [f"{indent}WARNING: {w}" for w in rec.warnings]
+    return lines
 
 
 def recommendation_text(rec: Recommendation) -> str:
@@ -46,6 +66,8 @@ def recommendation_text(rec: Recommendation) -> str:
     lines = [f"archetype: {a.id} (confidence {a.confidence})",
              f"recipe: {rec.recipe}  scenario: {rec.scenario}", "", "recipe options:"]
     lines += _options_lines(rec, "  ")
+    memory = _memory_lines(rec, "")
+    lines += ["", *memory] if memory else []
     lines += ["", "decisions:"]
     rows = [("parameter", "value", "layer", "rule")]
     rows += [(p, _fmt(d.value), d.layer, d.rule_id) for p, d in rec.decisions.items()]
@@ -74,6 +96,7 @@ def explain_text(rec: Recommendation, level: str = "decisions") -> str:
              f"  recipe {rec.recipe} · scenario {rec.scenario} · {rec.rulebook} · engine {rec.evaluator}",
              "recipe options"]
     lines += _options_lines(rec, "  ")
+    lines += _memory_lines(rec, "  ")
     lines.append("decisions")
     for d in rec.decisions.values():
         lines += _decision_lines(d, full)

@@ -25,6 +25,7 @@ class MemoryVerdict:
     trades: tuple[str, ...] = ()
     estimated: tuple[str, ...] = ()  # model facts that are guesses
     reason: str | None = None  # for "unknown": why
+    full_offload: bool | None = None  # every layer and expert on the GPU (None: unknown or CPU backend)
 
     @property
     def ok(self) -> bool:
@@ -34,7 +35,7 @@ class MemoryVerdict:
         return {"fits": self.fits, "total_bytes": self.total_bytes, "gpu_bytes": self.gpu_bytes,
                 "budget_bytes": self.budget_bytes, "budget": self.budget, "placement": self.placement,
                 "placed_by": self.placed_by, "need": self.need, "context": self.context, "trades": list(self.trades),
-                "estimated": list(self.estimated), "reason": self.reason}
+                "estimated": list(self.estimated), "reason": self.reason, "full_offload": self.full_offload}
 
     def line(self) -> str:
         """One line for the text output."""

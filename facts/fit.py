@@ -5,7 +5,8 @@ cache type, and whether the model loads at all. Layer and expert placement stays
 default in every build Lemonade pins) unless a rule or the user set it; the guard still predicts it, to say
 whether the configuration fits. Context is traded in this order (docs/memory.md): the scenario's need with an
 f16 KV cache on the GPU; the need with a q8_0 KV cache; for a long-context need, MoE experts on the CPU; else
-the largest context that still runs fully on the GPU; only when not even the floor does, layers on the CPU.
+the largest context that still runs fully on the GPU; when not even the floor does, a MoE model keeps the need
+with experts on the CPU (it spills anyway), a dense model gets the floor with layers on the CPU.
 """
 
 from __future__ import annotations
@@ -180,7 +181,12 @@ class _Search:
                 best = (cfg, max(lo, c * 256))
         if best is not None:
             return best[0], best[1], self.at(*best)
-        for cfg in self.options:  # 5: not even the floor runs as wanted: spill at the floor
+        if self.model.is_moe and self.explicit is None:  # 5: it spills anyway: MoE experts on the CPU, at the
+            for cfg in self.options:                        # need (its KV is small next to the experts it moves)
+                p = self.at(cfg, want)
+                if p.fits and p.gpu_layers > self.n_layer:
+                    return cfg, want, p
+        for cfg in self.options:  # 6: spill at the floor (layers on the CPU)
             p = self.at(cfg, lo)
             if p.fits:
                 return cfg, lo, p

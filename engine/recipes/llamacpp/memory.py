@@ -71,7 +71,8 @@ def run(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, re
         total_bytes=est.total_bytes if est else None, gpu_bytes=est.gpu_bytes if est else None,
         budget_bytes=fit.budget_bytes, budget=fit.notes[1] if len(fit.notes) > 1 else None,
         placement=p.describe() if p else None, placed_by=fit.placed_by, need=fit.need,
-        context=fit.params.get("ctx_size"), trades=fit.trades, estimated=tuple(model.estimated))
+        context=fit.params.get("ctx_size"), trades=fit.trades, estimated=tuple(model.estimated),
+        full_offload=None if fit.placed_by == "cpu" or p is None else p.full)
     if not fit.fits:
         _refuse(verdict, fit, decisions, hw, model, force=force, warnings=warnings)
     return verdict
