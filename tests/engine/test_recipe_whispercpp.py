@@ -1,0 +1,53 @@
+"""The whispercpp recipe: Lemonade's backend and an empty whispercpp_args with the defaults alone; threads on the
+CPU; flags only from whisper-server's performance knobs, never `-m` / `--model` / `--port`."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ParamError
+from engine.recipes import get
+from engine.recipes.whispercpp import RESERVED_FLAGS
+from engine.recommend import recommend
+from engine.rulebook import bundled_root, load_rulebook
+from facts.registry import load_registry, resolve_model_spec
+from tests.support import machines
+
+DEFAULTS = load_rulebook(bundled_root() / "defaults")
+WHISPER_MODELS = sorted(n for n, e in load_registry().items() if e.get("recipe") == "whispercpp")
+
+
+@pytest.mark.parametrize("memory_fit", [False, True])
+@pytest.mark.parametrize("name", machines.SIX)
+def test_defaults_alone_are_lemonades_behaviour(name, memory_fit):
+    hw = machines.facts(name)
+    want = machines.document(name)["recipes"]["whispercpp"]["default_backend"]
+    for model in WHISPER_MODELS:
+        rec = recommend(hw, resolve_model_spec(model), rulebook=DEFAULTS, memory_fit=memory_fit)
+        assert rec.recipe_options() == {"whispercpp_backend": want, "whispercpp_args": ""}
+
+
+@pytest.mark.parametrize("name, args", [
+    ("cpu-only-linux.json", "-t 16"),  # no GPU: the Vulkan build computes on the CPU too
+    ("rtx-4090-desktop-linux.json", ""), ("strix-halo-128gb-linux.json", ""), ("apple-m3-max-64gb-macos.json", "")])
+def test_threads_follow_the_physical_cores_where_the_cpu_does_the_work(name, args):
+    rec = recommend(machines.facts(name), resolve_model_spec("Whisper-Large-v3-Turbo"))
+    assert rec.recipe_options()["whispercpp_args"] == args
+
+
+def test_the_cpu_backend_gets_every_physical_core():
+    hw = machines.facts("strix-halo-128gb-linux.json")
+    rec = recommend(hw, resolve_model_spec("Whisper-Small"), overrides={"backend": "cpu"})
+    assert rec.recipe_options() == {"whispercpp_backend": "cpu", "whispercpp_args": "-t 16"}
+    assert rec.decisions["whispercpp_threads"].chain[0].rule_id == "family-whispercpp-cpu-threads"
+
+
+def test_every_knob_renders_whisper_server_flags():
+    render = get("whispercpp").render
+    assert render({"backend": "vulkan", "whispercpp_threads": 8, "whispercpp_processors": 2,
+                   "whispercpp_flash_attn": "off"}) == {"whispercpp_backend": "vulkan",
+                                                        "whispercpp_args": "-t 8 -p 2 -nfa"}
+    assert render({"backend": "cpu", "whispercpp_flash_attn": "on"})["whispercpp_args"] == "-fa"
+    with pytest.raises(ParamError, match="resolved to a number"):
+        render({"backend": "cpu", "whispercpp_threads": "physical-cores"})
+    assert {"-m", "--model", "--port"} == RESERVED_FLAGS
