@@ -254,9 +254,8 @@ def plan(hw: HardwareFacts, model: ModelFacts, *, ctx: int | None, kv: int | str
         need = layout.seq_bytes(chosen)
         # a size-table layout over-states the cache several times: one sequence is plenty of headroom then
         want = need if layout.from_size else max(LEMONADE_KV_BYTES, need * KV_SEQUENCES)
-        pool = max(need, min(want, free)) // MIB * MIB
-        if pool < need:
-            pool = -(-need // MIB) * MIB
+        up = lambda n: -(-n // MIB) * MIB  # noqa: E731  (whole MiB, never below what is needed)
+        pool = max(up(need), min(up(want), free // MIB * MIB))
         notes.append(f"{head}; KV pool {_gib(pool)} holds {layout.max_tokens(pool)} tokens "
                      f"(max-model-len {chosen}, {pool // max(need, 1)} such sequence(s))")
         return Plan(chosen, pool, weights, overhead, budget, True, layout, tuple(notes))
