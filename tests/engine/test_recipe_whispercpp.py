@@ -28,18 +28,34 @@ def test_defaults_alone_are_lemonades_behaviour(name, memory_fit):
 
 
 @pytest.mark.parametrize("name, args", [
-    ("cpu-only-linux.json", "-t 16"),  # no GPU: the Vulkan build computes on the CPU too
+    ("cpu-only-linux.json", "-t 8"),  # no GPU: the Vulkan build computes on the CPU too (16 cores: capped at 8)
     ("rtx-4090-desktop-linux.json", ""), ("strix-halo-128gb-linux.json", ""), ("apple-m3-max-64gb-macos.json", "")])
-def test_threads_follow_the_physical_cores_where_the_cpu_does_the_work(name, args):
+def test_threads_follow_the_cores_where_the_cpu_does_the_work(name, args):
     rec = recommend(machines.facts(name), resolve_model_spec("Whisper-Large-v3-Turbo"))
     assert rec.recipe_options()["whispercpp_args"] == args
 
 
-def test_the_cpu_backend_gets_every_physical_core():
-    hw = machines.facts("strix-halo-128gb-linux.json")
+def test_the_cpu_backend_gets_up_to_eight_physical_cores():
+    hw = machines.facts("strix-halo-128gb-linux.json")  # 16 physical cores
     rec = recommend(hw, resolve_model_spec("Whisper-Small"), overrides={"backend": "cpu"})
-    assert rec.recipe_options() == {"whispercpp_backend": "cpu", "whispercpp_args": "-t 16"}
-    assert rec.decisions["whispercpp_threads"].chain[0].rule_id == "family-whispercpp-cpu-threads"
+    assert rec.recipe_options() == {"whispercpp_backend": "cpu", "whispercpp_args": "-t 8"}
+    assert rec.decisions["whispercpp_threads"].rule_id == "family-whispercpp-cpu-threads-8"
+    small = machines.facts("rx-7900-xtx-desktop-linux.json")  # 8 physical cores: the cap
+    rec = recommend(small, resolve_model_spec("Whisper-Small"), overrides={"backend": "cpu"})
+    assert rec.recipe_options()["whispercpp_args"] == "-t 8"
+
+
+def test_measured_vulkan_backends_restate_lemonades_choice_with_evidence():
+    strix = recommend(machines.facts("strix-halo-128gb-linux.json"), resolve_model_spec("Whisper-Large-v3-Turbo"))
+    d = strix.decisions["backend"]
+    assert (d.value, d.rule_id) == ("vulkan", "family-whispercpp-gfx1151-vulkan")
+    assert any(c.rule_id == "lemonade-default-vulkan" for c in d.chain)  # Lemonade's own answer, the same
+    rule = next(r for r in strix.rules if r.id == d.rule_id)
+    assert rule.evidence.sources == ("https://github.com/joryirving/home-ops/pull/9766",)
+    laptop = recommend(machines.facts("radeon-780m-laptop-windows.json"), resolve_model_spec("Whisper-Base"))
+    assert laptop.decisions["backend"].rule_id == "family-whispercpp-amd-igpu-vulkan"
+    npu = recommend(machines.strix_point_windows(), resolve_model_spec("Whisper-Base"))  # Lemonade's npu stays
+    assert npu.recipe_options()["whispercpp_backend"] == "npu"
 
 
 def test_every_knob_renders_whisper_server_flags():
