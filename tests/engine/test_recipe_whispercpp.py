@@ -67,3 +67,15 @@ def test_every_knob_renders_whisper_server_flags():
     with pytest.raises(ParamError, match="resolved to a number"):
         render({"backend": "cpu", "whispercpp_threads": "physical-cores"})
     assert {"-m", "--model", "--port"} == RESERVED_FLAGS
+
+
+def test_recommend_text_names_the_evidence_when_it_is_not_in_tokens_per_second():
+    from engine.render_text import recommendation_text
+
+    text = recommendation_text(recommend(machines.facts("strix-halo-128gb-linux.json"),
+                                         resolve_model_spec("Whisper-Large-v3-Turbo")))
+    assert ("expected: no tokens/s figure; the backend's rule family-whispercpp-gfx1151-vulkan has evidence "
+            "(realtime factor (large-v3-turbo q8_0, 297 s of speech), n=1; "
+            "https://github.com/joryirving/home-ops/pull/9766)") in text
+    plain = recommendation_text(recommend(machines.facts("cpu-only-linux.json"), resolve_model_spec("Whisper-Base")))
+    assert "expected: no benchmark evidence for this choice" in plain
