@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from facts.models import HardwareFacts, ModelFacts
 
 _INT = re.compile(r"-?[0-9]+")  # ASCII digits only (str.isdigit() also takes '²' and Arabic-Indic digits)
+_DECIMAL = re.compile(r"-?[0-9]+\.[0-9]+")  # ASCII decimals: a memory fraction such as 0.85
 
 
 def hardware(system_info: str | None = None, llama_devices: str | None = None) -> HardwareFacts:
@@ -66,19 +67,24 @@ def model(spec: str, warn: Callable[[str], None] | None = None) -> ModelFacts:
 
 
 def parse_value(raw: str) -> Any:
-    """One `--set` value: an ASCII integer becomes an int, anything else stays a string."""
-    return int(raw) if _INT.fullmatch(raw) else raw
+    """One `--set` value: an ASCII integer becomes an int, a decimal (0.85) a float, anything else a string."""
+    if _INT.fullmatch(raw):
+        return int(raw)
+    return float(raw) if _DECIMAL.fullmatch(raw) else raw
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`PARAM=VALUE` strings -> values (ASCII integers as int; extra_args split like a shell)."""
+    """`PARAM=VALUE` strings -> values (ASCII integers as int, decimals as float; argument lists such as
+    extra_args and vllm_extra_args split like a shell)."""
+    from engine.params import PARAMS
+
     out: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         name, raw = name.strip(), raw.strip()
         if not sep or not name:
             raise UsageError(f"--set {item!r}: expected PARAM=VALUE, e.g. --set ctx_size=32768")
-        if name == "extra_args":
+        if name in PARAMS and PARAMS[name].is_list:
             try:
                 out[name] = shlex.split(raw)
             except ValueError as err:

@@ -44,6 +44,8 @@ def _field(spec: ParamSpec) -> Any:
         alts: list[dict[str, Any]] = []
         if spec.is_int:
             alts.append({"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum})
+        if spec.is_float:
+            alts.append({"type": "number", "minimum": spec.fmin, "maximum": spec.fmax})
         if spec.words:
             alts.append({"enum": list(spec.words)})
         schema = alts[0] if len(alts) == 1 else {"anyOf": alts}

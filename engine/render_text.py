@@ -38,6 +38,13 @@ def _expected_line(rec: Recommendation) -> str:
     if rec.memory is not None and rec.memory.full_offload is False:
         return "expected: none: layers or experts run on the CPU, and no benchmark covers that placement"
     if e is None:
+        d = rec.decisions.get("backend")
+        rule = next((r for r in rec.rules if d is not None and r.id == d.rule_id), None)
+        ev = rule.evidence if rule is not None else None
+        if ev is not None and not ev.none and ev.sources:  # measured, but not in tokens/s (e.g. realtime factor)
+            n = f", n={ev.n}" if ev.n is not None else ""
+            return (f"expected: no tokens/s figure; the backend's rule {rule.id} has evidence "
+                    f"({ev.metric or 'metric unknown'}{n}; {', '.join(ev.sources)})")
         return "expected: no benchmark evidence for this choice"
     n = f", n={e.n}" if e.n is not None else ""
     scope = "" if e.scope == "model class" else ", median over all models measured on this hardware"

@@ -1,5 +1,6 @@
 """Lemonade recipes behind one small protocol (`base.Recipe`), one module each (the way psutil picks its
-platform module): `llamacpp` (vocabulary, guards, memory fit, flags) and the others with Lemonade's exact keys.
+platform module): `llamacpp`, `vllm`, `flm`, `ryzenai` (ryzenai-llm), `whispercpp` and `sdcpp` (sd-cpp), each with
+its vocabulary, guards, memory fit where the recipe's memory is predictable, and Lemonade's exact option keys.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from types import MappingProxyType
 from engine.errors import RecipeUnavailableError
 from engine.recipes._spec import CTX_SIZE, ParamSpec, backend_spec
 from engine.recipes.base import AUTO_CTX, Recipe
+from engine.recipes.flm import Flm
 from engine.recipes.llamacpp import LlamaCpp
-from engine.recipes.others import Flm, RyzenAiLlm, SdCpp, Vllm, WhisperCpp
+from engine.recipes.ryzenai import RyzenAiLlm
+from engine.recipes.sdcpp import SdCpp
+from engine.recipes.vllm import Vllm
+from engine.recipes.whispercpp import WhisperCpp
 from facts.backends import MATRIX
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in (

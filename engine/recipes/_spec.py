@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ ListCheck = Callable[[Sequence[str], "str | None"], list[str]]
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: integer range and/or allowed words (or a checked argument list), and what it means."""
+    """One parameter: integer or decimal range and/or allowed words (or a checked argument list), and what it
+    means."""
 
     name: str
     description: str
@@ -23,10 +25,16 @@ class ParamSpec:
     words: tuple[str, ...] = ()  # allowed string values (for `backend`: every backend of every recipe)
     flag: str | None = None  # the backend's command-line flag, when the recipe renders it as one
     list_check: ListCheck | None = None  # list parameters (extra arguments): the allowlist check
+    fmin: float | None = None  # decimal parameters (e.g. a memory fraction): inclusive range
+    fmax: float | None = None
 
     @property
     def is_int(self) -> bool:
         return self.minimum is not None
+
+    @property
+    def is_float(self) -> bool:
+        return self.fmin is not None
 
     @property
     def is_list(self) -> bool:
@@ -39,6 +47,8 @@ class ParamSpec:
         parts = []
         if self.is_int:
             parts.append(f"an integer {self.minimum}..{self.maximum}")
+        if self.is_float:
+            parts.append(f"a number {self.fmin}..{self.fmax}")
         if self.words:
             parts.append("one of " + ", ".join(repr(w) for w in self.words))
         return " or ".join(parts)
@@ -63,6 +73,12 @@ class ParamSpec:
                 raise PydanticCustomError("less_than_equal", "Input should be <= {le} ({allowed})",
                                           {"le": self.maximum, "allowed": self.allowed()})
             return value
+        if self.is_float and isinstance(value, (int, float)) and math.isfinite(value):
+            if not self.fmin <= value <= self.fmax:  # type: ignore[operator]
+                code = "greater_than_equal" if value < self.fmin else "less_than_equal"  # type: ignore[operator]
+                raise PydanticCustomError(code, "Input should be {allowed}, got {got}",
+                                          {"allowed": self.allowed(), "got": repr(value)})
+            return float(value)
         if isinstance(value, str) and value in self.words:
             return value
         if self.is_int and isinstance(value, float):
@@ -71,6 +87,8 @@ class ParamSpec:
             code = "int_type"  # a quoted number: YAML gives a string
         elif self.is_int and not isinstance(value, str):
             code = "int_type"
+        elif self.is_float and not isinstance(value, str):
+            code = "float_type"
         else:
             code = "literal_error"
         raise PydanticCustomError(code, "Input should be {allowed}, got {got}",

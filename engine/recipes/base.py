@@ -3,7 +3,8 @@
 A `Recipe` names Lemonade's option keys for one recipe (`llamacpp_backend`, `vllm_args`, ...), the parameters
 it tunes (the shared `backend` and `ctx_size` plus its own vocabulary), what it needs to run, and three
 hooks `recommend()` calls: `fit_facts` (memory-model facts for the rule context), `guard` (make the resolved
-values runnable) and `render` (Lemonade's recipe options). Only llama.cpp has a memory model today.
+values runnable) and `render` (Lemonade's recipe options). Memory models: llama.cpp (facts.memory), vLLM
+(facts.vllm_memory) and sd.cpp (facts.sd_memory).
 """
 
 from __future__ import annotations

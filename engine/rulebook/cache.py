@@ -32,7 +32,8 @@ FORMAT = 1
 KEEP = 16  # entries kept; older ones are removed when a new one is written
 # the modules that decide what a rulebook file compiles to: their bytes are part of every key
 _CODE = ("_version.py", "ir.py", "_attributes.py", "params.py", "rulebook/_schema.py", "rulebook/_yaml.py",
-         "rulebook/cache.py", "recipes/__init__.py", "recipes/_spec.py", "recipes/base.py", "recipes/others.py",
+         "rulebook/cache.py", "recipes/__init__.py", "recipes/_spec.py", "recipes/base.py", "recipes/vllm.py",
+         "recipes/flm.py", "recipes/ryzenai.py", "recipes/whispercpp.py", "recipes/sdcpp.py",
          "recipes/llamacpp/__init__.py", "recipes/llamacpp/flags.py", "evaluators/_durable_plan.py",
          "evaluators/durable.py")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.params import PARAMETERS
+from engine.params import PARAMETERS, PARAMS
+from engine.recipes import get
 from engine.render import AUTO_CTX, recipe_options, recommendation_dict
 from engine.render_text import recommendation_text
 from engine.trace import TraceEvent, TraceRecorder, filter_events
 from tests.engine.test_explain import strix_rec
 
-DEFAULTS = {p: "default" for p in PARAMETERS} | {"ctx_size": "auto", "extra_args": (), "backend": "vulkan"}
+DEFAULTS = {p: () if PARAMS[p].is_list else "default" for p in PARAMETERS} | {"ctx_size": "auto", "backend": "vulkan"}
 
 
 def test_llamacpp_options_are_exactly_three_keys_with_one_args_string():
@@ -50,7 +51,7 @@ def test_recommend_text_has_archetype_options_and_a_row_per_parameter():
     table = lines[lines.index("decisions:") + 1:]
     assert table[0].split() == ["parameter", "value", "layer", "rule"]
     rows = [ln.split() for ln in table if ln.startswith("  ") and ln.split()[0] in PARAMETERS]
-    assert [r[0] for r in rows] == list(PARAMETERS)
+    assert [r[0] for r in rows] == list(get("llamacpp").parameters)
     assert ["backend", "rocm", "archetype", "strix-rocm-moe"] in rows
     assert "expected: 71.5 tokens/s (tg128, n=9) from rule strix-rocm-moe" in lines
 
