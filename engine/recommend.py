@@ -149,6 +149,7 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
     `force`, which keeps it and lists the conflict in `warnings`; expected speed is then not given."""
     from engine import recipes, scenarios
     from engine.context import build_context
+    from engine.recipes.base import Guarded
     from facts.archetype import classify
     from facts.errors import FactsError
 
@@ -180,7 +181,8 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
     context2 = {**context, "backend": backend.value}
     decisions, matched2 = resolve_parameters(ev.match, context2, recipe.parameters, overrides, rec, seen)
     decisions = {"backend": backend, **decisions}
-    guarded = recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit, scenario=scenario, force=force)
+    guarded = recipe.guard(decisions, hw, model, rec, memory_fit=memory_fit, scenario=scenario,
+                           force=force) or Guarded()  # a guard with nothing to report may return None
     by_id = {r.id: r for r in (*matched1, *matched2)}
     # expected speed comes from benchmarks of fully offloaded runs: none for a configuration that does not fit
     # or that puts layers or experts on the CPU

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.errors import DoesNotFitError
 from engine.resolve import USER_OVERRIDE_ID, Decision, guard_change
+from engine.verdict import MemoryVerdict
+
+if TYPE_CHECKING:
+    from engine.recipes.base import Guarded
 from engine.trace import TraceRecorder
 
 
@@ -29,3 +34,15 @@ def change(decisions: dict[str, Decision], parameter: str, new: Any, rule_id: st
 
 def note(rec: TraceRecorder, rule_id: str, message: str, parameter: str | None = None) -> None:
     rec.emit("note", rule_id=rule_id, parameter=parameter, message=message)
+
+
+def refuse_unless_forced(verdict: MemoryVerdict | None, force: bool) -> Guarded:
+    """A recipe's memory verdict as the guard's report; a "no" is a DoesNotFitError (exit 2) unless forced."""
+    from engine.recipes.base import Guarded
+
+    if verdict is None or verdict.fits != "no":
+        return Guarded(verdict)
+    message = verdict.reason or "the model does not fit this machine"
+    if not force:
+        raise DoesNotFitError(message)
+    return Guarded(verdict, (message + " (kept: --force)",))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ParamError, UsageError
 from engine.recipes._guard import change, is_user, note, value
 from engine.recipes._spec import ParamSpec
-from engine.recipes.base import Recipe
+from engine.recipes.base import Guarded, Recipe
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -84,7 +84,7 @@ class Flm(Recipe):
     specs = SPECS
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
         chunk, ctx = decisions.get("flm_prefill_chunk_len"), value(decisions, "ctx_size", "auto")
         if chunk is not None and isinstance(chunk.value, int):
             if ctx == "auto":

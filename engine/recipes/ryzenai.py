@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from engine.recipes._guard import change, is_user, note, value
-from engine.recipes.base import Recipe
+from engine.recipes.base import Guarded, Recipe
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -46,7 +46,7 @@ class RyzenAiLlm(Recipe):
     needs = "an AMD XDNA2 NPU on Windows"
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
         found = context_limit(model)
         d = decisions.get("ctx_size")
         if found is None or d is None:

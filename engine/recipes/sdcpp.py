@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ParamError
-from engine.recipes._guard import change, is_user, note, value
+from engine.recipes._guard import change, is_user, note, refuse_unless_forced, value
 from engine.recipes._spec import ParamSpec
-from engine.recipes.base import Recipe
+from engine.recipes.base import Guarded, Recipe
+from engine.verdict import MemoryVerdict
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -81,7 +82,8 @@ def _registry_args(model: ModelFacts) -> tuple[str, ...]:
     return tuple(raw.split()) if isinstance(raw, str) else ()
 
 
-def _memory(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder) -> None:
+def _memory(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts,
+            rec: TraceRecorder) -> MemoryVerdict:
     from facts import sd_memory
 
     f = sd_memory.fit(hw, model)
@@ -101,8 +103,11 @@ def _memory(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts
             change(decisions, "sdcpp_weight_type", "q8_0" if half.fits_anywhere else "default", "sdcpp-memory-fit",
                    "facts/sd_memory.py", rec, "16-bit weights fit neither GPU nor RAM; q8_0 at load halves them"
                    if half.fits_anywhere else "does not fit even at q8_0")
-    if not f.fits_anywhere and value(decisions, "sdcpp_weight_type") in ("default", "auto"):
+    fits = f.fits_anywhere or value(decisions, "sdcpp_weight_type") not in ("default", "auto")
+    if not fits:
         note(rec, "sdcpp-memory-fit", "DOES NOT FIT: the model needs more memory than this machine has")
+    return MemoryVerdict("estimated" if fits else "no", total_bytes=f.need, budget_bytes=f.gpu_budget,
+                         reason=None if fits else f"{model.name or 'the image model'} does not fit: {f.describe()}")
 
 
 class SdCpp(Recipe):
@@ -118,9 +123,8 @@ class SdCpp(Recipe):
         return fit_context(hw, model)
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
-        if memory_fit:
-            _memory(decisions, hw, model, rec)
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
+        verdict = _memory(decisions, hw, model, rec) if memory_fit else None
         for p in ("sdcpp_max_vram", "sdcpp_weight_type"):  # unresolved `auto` renders nothing
             if value(decisions, p) == "auto":
                 change(decisions, p, "default", "sdcpp-memory-fit", _SELF, rec, "no memory fit: left to sd-server")
@@ -130,6 +134,7 @@ class SdCpp(Recipe):
                     change(decisions, p, "default", "sdcpp-lemonade-vulkan", _SELF, rec,
                            f"Lemonade already passes {flag} on Vulkan")
         self._keep_registry_args(decisions, model, rec)
+        return refuse_unless_forced(verdict, force)
 
     @staticmethod
     def _keep_registry_args(decisions: dict[str, Decision], model: ModelFacts, rec: TraceRecorder) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ParamError, UsageError
-from engine.recipes._guard import change, is_user, note, value
+from engine.recipes._guard import change, is_user, note, refuse_unless_forced, value
 from engine.recipes._spec import ParamSpec
-from engine.recipes.base import Recipe
+from engine.recipes.base import Guarded, Recipe
+from engine.verdict import MemoryVerdict
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from facts.models import HardwareFacts, ModelFacts
 
 MIB = 1 << 20
+GIB = 1 << 30
 _SELF = "engine/recipes/vllm.py"
 # Flags Lemonade sets itself and refuses in vllm_args (vllm_arg_resolver.cpp protected_flags)
 PROTECTED_FLAGS: frozenset[str] = frozenset({
@@ -187,8 +189,12 @@ def _runnable_variant(model: ModelFacts) -> str:
     return f"; the llama.cpp build {gguf} can keep part of the model in system RAM" if gguf else ""
 
 
+def _g(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
 def _memory(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-            memory_fit: bool) -> None:
+            memory_fit: bool) -> MemoryVerdict | None:
     from facts import vllm_memory as vm
 
     ctx, kv = value(decisions, "ctx_size", "auto"), value(decisions, "vllm_kv_cache_mib")
@@ -230,13 +236,20 @@ def _memory(decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts
         if kv == "auto":
             change(decisions, "vllm_kv_cache_mib", "default", "vllm-memory-fit", _SELF, rec,
                    "the model does not fit; Lemonade's default KV pool is kept")
-        return
+        return MemoryVerdict("no", total_bytes=p.weights + p.overhead, budget_bytes=p.budget,
+                             reason=f"{model.name or 'the model'} does not fit this GPU's vLLM budget "
+                                    f"({_g(p.weights + p.overhead)} needed before any KV cache, {_g(p.budget)} "
+                                    f"budget){_runnable_variant(model)}")
     if kv == "auto" and p.kv_bytes is not None:
         change(decisions, "vllm_kv_cache_mib", p.kv_bytes // MIB, "vllm-memory-fit", "facts/vllm_memory.py", rec,
                f"KV pool sized to the context and the GPU ({p.kv_bytes // MIB} MiB)")
     if p.ctx is not None and (ctx == "auto" or (isinstance(ctx, int) and ctx > p.ctx)):
         _set_ctx(decisions, p.ctx, rec, f"the largest context the KV pool holds, capped at {ctx} or the trained context"
                  if ctx != "auto" else "the context the KV pool holds, capped at the trained context")
+    return MemoryVerdict("estimated" if p.layout.estimated or model.estimated else "yes",
+                         total_bytes=p.weights + p.overhead + (p.kv_bytes or 0), budget_bytes=p.budget,
+                         context=value(decisions, "ctx_size", None) if isinstance(value(decisions, "ctx_size"), int)
+                         else None, estimated=tuple(model.estimated), full_offload=True)
 
 
 class Vllm(Recipe):
@@ -253,7 +266,7 @@ class Vllm(Recipe):
         return fit_context(hw, model)
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
         d = decisions.get("vllm_extra_args")
         if d is not None and d.value:
             problems = extra_args_problems(d.value, None)
@@ -262,7 +275,8 @@ class Vllm(Recipe):
         _memory_pair(decisions, rec)
         _lemonade_model_args(decisions, model, rec)
         _dtype(decisions, model, rec)
-        _memory(decisions, hw, model, rec, memory_fit)
+        verdict = _memory(decisions, hw, model, rec, memory_fit)
+        return refuse_unless_forced(verdict, force)
 
     def args(self, values: Mapping[str, Any]) -> list[str]:
         return args(values)

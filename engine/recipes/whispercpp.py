@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ParamError
 from engine.recipes._guard import change, value
 from engine.recipes._spec import ParamSpec
-from engine.recipes.base import Recipe
+from engine.recipes.base import Guarded, Recipe
 
 if TYPE_CHECKING:
     from engine.resolve import Decision
@@ -65,7 +65,7 @@ class WhisperCpp(Recipe):
     specs = SPECS
 
     def guard(self, decisions: dict[str, Decision], hw: HardwareFacts, model: ModelFacts, rec: TraceRecorder,
-              *, memory_fit: bool) -> None:
+              *, memory_fit: bool, scenario: str, force: bool) -> Guarded:
         threads = value(decisions, "whispercpp_threads")
         if threads in ("physical-cores", "performance-cores"):
             cpu = hw.cpu

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.context import recipe_backends
-from engine.errors import RecipeUnavailableError
+from engine.errors import DoesNotFitError, RecipeUnavailableError
 from engine.recipes import vllm as vllm_recipe
 from engine.recipes.sdcpp import LEMONADE_VULKAN_FLAGS
 from engine.recipes.sdcpp import RESERVED_FLAGS as SD_RESERVED
@@ -97,6 +97,10 @@ def test_recipe_renders_only_its_lemonade_keys_and_allowed_flags(recipe):
             assert not recipe_backends(hw, recipe), f"{recipe} refused on {machine} though it has a backend"
             assert err.recipe == recipe
             return
+        except DoesNotFitError as err:  # said loudly, exit 2; with --force the same keys render, with a warning
+            assert memory_fit and err.exit_code == 2 and "does not fit" in str(err)
+            rec = recommend(hw, model, scenario=scenario, memory_fit=memory_fit, force=True)
+            assert rec.warnings and rec.memory.fits == "no"
         assert rec.recipe == recipe
         _check(recipe, rec.recipe_options(), hw)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.errors import DoesNotFitError
 from engine.recipes import get
 from engine.recipes.sdcpp import RESERVED_FLAGS
 from engine.recommend import recommend
@@ -62,8 +63,10 @@ def test_weights_are_converted_only_when_they_fit_nowhere_else():
     d = rec.decisions["sdcpp_weight_type"]
     assert (d.rule_id, d.chain[0].rule_id) == ("sdcpp-memory-fit", "family-sdcpp-weight-type-last-resort")
     assert any(e.op == "choose" and "fit neither GPU nor RAM" in e.message for e in rec.trace)
-    quantised = recommend(small, resolve_model_spec("Flux-2-Klein-9B-GGUF"))  # Q8_0 already, 19 GB
-    assert quantised.recipe_options()["sdcpp_args"] == ""
+    with pytest.raises(DoesNotFitError, match="does not fit"):  # Q8_0 already, 19 GB: said loudly, exit 2
+        recommend(small, resolve_model_spec("Flux-2-Klein-9B-GGUF"))
+    quantised = recommend(small, resolve_model_spec("Flux-2-Klein-9B-GGUF"), force=True)
+    assert quantised.recipe_options()["sdcpp_args"] == "" and quantised.warnings
     assert any("DOES NOT FIT" in e.message for e in quantised.trace if e.op == "note")
     roomy = recommend(machines.facts("cpu-only-linux.json"), resolve_model_spec("SD-1.5"))
     assert "--type" not in roomy.recipe_options()["sdcpp_args"]

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from engine.errors import ParamError, RecipeUnavailableError, UsageError
+from engine.errors import DoesNotFitError, ParamError, RecipeUnavailableError, UsageError
 from engine.recipes import get
 from engine.recipes.vllm import PROTECTED_FLAGS, extra_args_problems
 from engine.recommend import recommend
@@ -65,7 +65,12 @@ def test_kv_layouts_follow_vllms_arithmetic():
 def _check_fits(hw, name, scenario):
     """The rendered --max-model-len fits the rendered pool, and weights + overhead + pool fit vLLM's share."""
     model = resolve_model_spec(name)
-    rec = recommend(hw, model, scenario=scenario)
+    try:
+        rec = recommend(hw, model, scenario=scenario)
+    except DoesNotFitError as err:  # said loudly (exit 2), naming the GGUF build that can spill to RAM
+        assert err.exit_code == 2 and "does not fit" in str(err)
+        rec = recommend(hw, model, scenario=scenario, force=True)
+        assert rec.warnings and rec.memory.fits == "no"
     opts, args = rec.recipe_options(), _args(rec)
     assert not set(args) & PROTECTED_FLAGS
     device, _, _ = vm.device_bytes(hw)
@@ -121,7 +126,9 @@ def test_a_long_context_grows_the_pool_on_the_apu_and_shrinks_to_fit_on_the_dgpu
 
 
 def test_a_model_too_big_for_the_gpu_is_said_loudly_and_names_the_gguf_build():
-    rec = recommend(machines.rdna4_16gb_linux(), resolve_model_spec("Qwen3.6-27B-FP16-vLLM"))
+    with pytest.raises(DoesNotFitError, match="Qwen3.6-27B-GGUF"):  # exit 2, with the runnable GGUF build
+        recommend(machines.rdna4_16gb_linux(), resolve_model_spec("Qwen3.6-27B-FP16-vLLM"))
+    rec = recommend(machines.rdna4_16gb_linux(), resolve_model_spec("Qwen3.6-27B-FP16-vLLM"), force=True)
     notes = [e.message for e in rec.trace if e.op == "note"]
     assert any("DOES NOT FIT" in n and "Qwen3.6-27B-GGUF" in n for n in notes)
     assert rec.recipe_options()["vllm_args"] == ""  # Lemonade's own default stays; nothing worse is added

@@ -149,7 +149,7 @@ def test_guard_moe_moves_experts_before_layers():
     assert fit.fits
     assert fit.params["n_gpu_layers"] == 999  # every layer stays on the GPU...
     assert 0 < fit.params["n_cpu_moe"] <= 48  # ...with some experts on the CPU
-    assert fit.params["ctx_size"] == 4096
+    assert fit.params["ctx_size"] == fit.need  # it spills anyway: the context it needs (its KV stays small)
     assert fit.estimate.gpu_bytes <= fit.budget_bytes
 
 
