@@ -98,6 +98,7 @@ CONTEXT_ATTRIBUTES: Mapping[str, Attribute] = MappingProxyType({a.name: a for a 
     _A("embedding", "bool"),
     _A("reranker", "bool"),
     _A("trained_ctx", "int"),
+    _A("weights_exceed_carveout", "bool"),  # a unified AMD GPU whose BIOS carve-out is smaller than the weights
     _A("fit_full_offload", "bool"),
     _A("fit_max_ctx", "int"),
     _A("fit_max_gpu_layers", "int"),

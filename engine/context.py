@@ -34,6 +34,15 @@ def recipe_backends(hw: HardwareFacts, recipe: str) -> tuple[str, ...]:
     return tuple(supported_backends(hw).get(recipe, ()))
 
 
+def _carveout(hw: HardwareFacts, archetype: Archetype) -> int | None:
+    """The BIOS carve-out of a unified AMD GPU the archetype describes (what ROCm sees as VRAM), when known."""
+    for i in archetype.primary_gpus:
+        g = hw.gpus[i] if i < len(hw.gpus) else None
+        if g is not None and g.vendor == "amd" and (g.unified or g.integrated) and g.dedicated_bytes:
+            return g.dedicated_bytes
+    return None
+
+
 def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *, scenario: str,
                   fit: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One flat dict of str/int/float/bool (set-valued: frozenset); unknown facts are omitted."""
@@ -94,6 +103,9 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
     ctx["embedding"] = bool(model.embedding)
     ctx["reranker"] = bool(model.reranker)
     put("trained_ctx", model.trained_ctx)
+    carveout = _carveout(hw, archetype)
+    if carveout is not None and model.file_bytes is not None:
+        ctx["weights_exceed_carveout"] = model.file_bytes > carveout
 
     for key, kind in _FIT_KEYS.items():
         value = (fit or {}).get(key)

@@ -34,9 +34,9 @@ def test_flags_from_resolved_values():
     assert llamacpp_flags({"backend": "vulkan", "ctx_size": 8192, "batch": 2048, "threads": 8, "mmap": "off",
                            "kv_unified": "on", "n_cpu_moe": 12, "parallel": 2, "cache_type_v": "q4_0",
                            "extra_args": ("--no-op-offload", "--fit", "off")}) == \
-        ["-b", "2048", "-t", "8", "-ctv", "q4_0", "--no-mmap", "--n-cpu-moe", "12", "-np", "2", "-kvu",
+        ["-b", "2048", "-t", "8", "-ctv", "q4_0", "--load-mode", "none", "--n-cpu-moe", "12", "-np", "2", "-kvu",
          "--no-op-offload", "--fit", "off"]
-    assert llamacpp_flags({"mmap": "on", "kv_unified": "off"}) == ["--mmap", "--no-kv-unified"]
+    assert llamacpp_flags({"mmap": "on", "kv_unified": "off"}) == ["--load-mode", "mmap", "--no-kv-unified"]
 
 
 def test_default_and_auto_emit_nothing():
@@ -70,7 +70,7 @@ def test_no_valid_value_ever_renders_a_reserved_flag(values, extra):
     values["extra_args"] = extra
     flags = llamacpp_flags(values)
     assert not set(flags) & RESERVED_FLAGS
-    known = {s.flag for s in PARAMS.values()} | {"--no-mmap", "--no-kv-unified"} | set(EXTRA_ARGS)
+    known = {s.flag for s in PARAMS.values()} | {"--no-kv-unified"} | set(EXTRA_ARGS)
     assert all(f in known for f in flags if f.startswith("-"))
     assert "--ctx-size" not in flags and "-c" not in flags
 

@@ -20,7 +20,7 @@ def test_llamacpp_options_are_exactly_three_keys_with_one_args_string():
                          "n_cpu_moe": 12, "parallel": 2, "kv_unified": "on", "extra_args": ("--no-warmup",)}
     assert recipe_options("llamacpp", values) == {
         "llamacpp_backend": "vulkan", "ctx_size": 8192,
-        "llamacpp_args": "-ngl 999 -b 1024 -ub 256 -t 8 -fa on -ctk q8_0 -ctv q8_0 --no-mmap --n-cpu-moe 12 "
+        "llamacpp_args": "-ngl 999 -b 1024 -ub 256 -t 8 -fa on -ctk q8_0 -ctv q8_0 --load-mode none --n-cpu-moe 12 "
                          "-np 2 -kvu --no-warmup"}
 
 

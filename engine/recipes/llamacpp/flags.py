@@ -27,17 +27,17 @@ RESERVED_FLAGS: frozenset[str] = frozenset({
 
 # extra_args allowlist: flag -> accepted value (None = takes no value; a tuple = one of these words;
 # "int" = a non-negative integer; "csv" = comma-separated non-negative numbers), and the llamacpp
-# backends the flag is meaningful for ("all" includes cpu and system).
+# backends the flag is meaningful for ("all" includes cpu and system). The flags the llama.cpp builds
+# Lemonade pins (b10375 and later) accept: --mmap/--no-mmap, --mlock and --direct-io were folded into
+# --load-mode (llama.cpp PR #20834) and are refused now, so the `mmap` parameter renders --load-mode.
 _ALL, _GPU = frozenset(BACKENDS), GPU_BACKENDS | {"system"}
 _LONG_ARGS: dict[str, tuple[Any, frozenset[str]]] = {
     "--no-op-offload": (None, _GPU),
     "--swa-full": (None, _ALL),
     "--cont-batching": (None, _ALL),
     "--no-cont-batching": (None, _ALL),
-    "--direct-io": (None, _ALL),
     "--fit": (("on", "off"), _ALL),
     "--no-warmup": (None, _ALL),
-    "--mlock": (None, _ALL),
     "--no-kv-offload": (None, _GPU),
     "--cpu-moe": (None, _GPU),
     "--split-mode": (("none", "layer", "row"), _GPU),
@@ -51,7 +51,7 @@ _LONG_ARGS: dict[str, tuple[Any, frozenset[str]]] = {
     "--context-shift": (None, _ALL),
 }
 # short spellings: the same value and backends as their long flag
-_SHORT_ARGS = {"-dio": "--direct-io", "-nkvo": "--no-kv-offload", "-cmoe": "--cpu-moe", "-sm": "--split-mode",
+_SHORT_ARGS = {"-nkvo": "--no-kv-offload", "-cmoe": "--cpu-moe", "-sm": "--split-mode",
                "-mg": "--main-gpu", "-ts": "--tensor-split"}
 EXTRA_ARGS: Mapping[str, tuple[Any, frozenset[str]]] = MappingProxyType(
     {**_LONG_ARGS, **{short: _LONG_ARGS[long] for short, long in _SHORT_ARGS.items()}})
@@ -107,7 +107,8 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("flash_attn", "flash attention", words=("on", "off", "auto", "default"), flag="-fa"),
     ParamSpec("cache_type_k", "KV cache type for K", words=(*CACHE_TYPES, "default"), flag="-ctk"),
     ParamSpec("cache_type_v", "KV cache type for V", words=(*CACHE_TYPES, "default"), flag="-ctv"),
-    ParamSpec("mmap", "memory-map the model file", words=("on", "off", "default"), flag="--mmap"),
+    ParamSpec("mmap", "memory-map the model file (llama.cpp --load-mode mmap / none)", words=("on", "off", "default"),
+              flag="--load-mode"),
     ParamSpec("n_cpu_moe", "MoE expert layers kept on the CPU; 'auto' = memory fit", 0, 999,
               ("auto", "default"), "--n-cpu-moe"),
     ParamSpec("parallel", "server slots", 1, 64, _D, "-np"),
@@ -148,7 +149,7 @@ def flags(values: Mapping[str, Any]) -> list[str]:
         if name == "n_gpu_layers" and value == "all":
             value = 999
         if name == "mmap":
-            out.append("--mmap" if value == "on" else "--no-mmap")
+            out.extend(["--load-mode", "mmap" if value == "on" else "none"])
         elif name == "kv_unified":
             out.append("-kvu" if value == "on" else "--no-kv-unified")
         else:
