@@ -277,14 +277,15 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
 
 def _placement_params(concrete: dict[str, Any], changed: dict[str, tuple[Any, Any, str]], params: Mapping[str, Any],
                       p: Placement, placed_by: str, model: ModelFacts, user: frozenset[str]) -> None:
-    """n_gpu_layers / n_cpu_moe: unset for llama.cpp's fit, the predicted values as flags, 0 on the CPU; a
-    value the user set is kept as it is."""
+    """n_gpu_layers / n_cpu_moe: unset for llama.cpp's fit (and on the CPU, where there is nothing to place: a
+    -ngl 0 could only hide a GPU the facts missed), the predicted values as flags; a value set is kept."""
     ngl_in, moe_in = concrete.get("n_gpu_layers", "auto"), concrete.get("n_cpu_moe", "auto")
-    if placed_by == "fit":  # llama.cpp's --fit places them: nothing is emitted
+    if placed_by in ("fit", "cpu"):  # llama.cpp places them (or there is no GPU): nothing is emitted
         for name, value in (("n_gpu_layers", ngl_in), ("n_cpu_moe", moe_in)):
             concrete[name] = "default" if value in _UNSET else value
             if value == "auto":
-                changed[name] = (value, "default", f"left to llama.cpp's --fit (predicted: {p.describe()})")
+                changed[name] = (value, "default", f"left to llama.cpp's --fit (predicted: {p.describe()})"
+                                 if placed_by == "fit" else "no GPU to place layers on")
         return
     ngl = ALL_LAYERS if p.gpu_layers > p.n_layer else p.gpu_layers
     moe = p.experts_cpu if model.is_moe and p.gpu_layers > 0 else 0
@@ -294,7 +295,7 @@ def _placement_params(concrete: dict[str, Any], changed: dict[str, tuple[Any, An
             concrete[name] = old if old not in _UNSET else new
             continue
         concrete[name] = new
-        changed[name] = (old, new, "CPU backend" if placed_by == "cpu" else p.describe())
+        changed[name] = (old, new, p.describe())
 
 
 def _g(n: int) -> str:

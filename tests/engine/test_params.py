@@ -50,7 +50,8 @@ def test_default_and_auto_emit_nothing():
     ({"ubatch": 8}, ">= 16"),
     ({"flash_attn": True}, "not a boolean"),
     ({"extra_args": ["--port", "1"]}, "reserved by Lemonade"),
-    ({"backend": "cpu", "extra_args": ["--no-op-offload"]}, "not allowed with backend 'cpu'"),
+    ({"backend": "cpu", "extra_args": ["-m", "x.gguf"]}, "reserved by Lemonade"),
+    ({"backend": "cpu", "extra_args": ["--mlock"]}, "not an allowlisted"),  # folded into --load-mode upstream
 ])
 def test_flags_refuse_unresolved_or_invalid_values(values, match):
     with pytest.raises(ParamError, match=match):

@@ -160,7 +160,8 @@ def test_guard_dense_drops_layers_when_floor_does_not_fit():
 
 def test_guard_cpu_backend():
     fit = guard(discrete(24), dense_8b(), {"backend": "cpu", "ctx_size": "auto"})
-    assert fit.params["n_gpu_layers"] == 0
+    assert fit.placement.gpu_layers == 0 and fit.placed_by == "cpu"
+    assert fit.params["n_gpu_layers"] == "default"  # nothing to place: no -ngl 0 that could hide a missed GPU
     assert fit.estimate.total_bytes <= fit.budget_bytes
 
 

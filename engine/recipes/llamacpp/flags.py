@@ -136,8 +136,8 @@ def flags(values: Mapping[str, Any]) -> list[str]:
             value = spec.validate(values[name])
         except PydanticCustomError as err:
             raise ParamError(f"{name}: {err.message()}") from None
-        if name == "extra_args":
-            problems = extra_args_problems(value, values.get("backend"))
+        if name == "extra_args":  # allowlisted and never reserved (which backend a flag suits is a guard's job)
+            problems = extra_args_problems(value, None)
             if problems:
                 raise ParamError("extra_args: " + "; ".join(problems))
             out.extend(value)
