@@ -2,8 +2,8 @@
 
 Skipped with the reason, never written: a model whose recipe cannot run here (RecipeUnavailableError) or that
 lemonade-autotune does not write options for (only llamacpp), a recommendation that does not fit the memory
-budget, a backend this Lemonade has not installed (its load would fail after unloading what ran), and a model
-whose facts cannot be read. The flags are checked against the allowlist and Lemonade's reserved flags once more
+budget, a backend this Lemonade cannot run (its system-info does not list it as installed or installable: the load
+would fail after unloading what ran), and a model whose facts cannot be read. The flags are checked against the allowlist and Lemonade's reserved flags once more
 (engine.lemonade.args.check_ours) before anything is merged.
 """
 
@@ -68,16 +68,22 @@ def fits(hw: HardwareFacts, model: LemonadeModel, rec: Recommendation) -> str | 
     return "does not fit: " + "; ".join(fit.notes)
 
 
-def backend_problem(hw: HardwareFacts, recipe: str, backend: str) -> str | None:
-    """Why this Lemonade cannot run `backend` (not installed), or None."""
+def backend_problem(hw: HardwareFacts, recipe: str, backend: str) -> tuple[str | None, str | None]:
+    """(why this Lemonade cannot run `backend`, or None; a note when it will download it at the first load).
+
+    A backend its system-info calls installable is fine: lemond installs it at load (LlamaCppServer::load ->
+    BackendManager::install_backend); one it calls unsupported (or that it does not list) is not."""
+    available = [b.split(":", 1)[1] for b in hw.backends if b.startswith(f"{recipe}:")]
     installed = [b.split(":", 1)[1] for b in hw.installed_backends if b.startswith(f"{recipe}:")]
-    if not hw.installed_backends:
-        return (f"cannot tell which {recipe} backends this Lemonade has installed (its system-info has no "
-                "recipes section); nothing is written")
+    if not hw.backends:
+        return (f"cannot tell which {recipe} backends this Lemonade can run (its system-info has no recipes "
+                "section); nothing is written"), None
+    if backend not in available:
+        return (f"backend {backend!r} cannot run in this Lemonade (it can run: {', '.join(available) or 'none'});"
+                " pass --set backend=<one of those>"), None
     if backend not in installed:
-        return (f"backend {backend!r} is not installed in this Lemonade (installed: {', '.join(installed) or 'none'});"
-                f" install it (`lemonade backends install {recipe}:{backend}`) or pass --set backend=<installed>")
-    return None
+        return None, f"backend {backend!r} is not installed yet: lemond downloads it at the model's first load"
+    return None, None
 
 
 def recommendation_for(engine: Engine, settings: Settings, hw: HardwareFacts, model: LemonadeModel,
@@ -112,7 +118,7 @@ def plan_apply(engine: Engine, settings: Settings, hw: HardwareFacts, model: Lem
         too_big = fits(hw, model, rec)
         if too_big:
             return skip(model.id, too_big, **kw)
-    problem = backend_problem(hw, rec.recipe, options["llamacpp_backend"])
+    problem, backend_note = backend_problem(hw, rec.recipe, options["llamacpp_backend"])
     if problem:
         return skip(model.id, problem, **kw)
     tokens = recipes.get(rec.recipe).args(rec.values())
@@ -125,7 +131,7 @@ def plan_apply(engine: Engine, settings: Settings, hw: HardwareFacts, model: Lem
     recommended = {"llamacpp_backend": options["llamacpp_backend"], "ctx_size": options["ctx_size"],
                    "llamacpp_args": tokens}
     entry = plan_entry(saved, recommended, owned)
-    notes = []
+    notes = [backend_note] if backend_note and "llamacpp_backend" in entry.owned else []
     if entry.user:
         kept = ", ".join(f"{k}={v!r}" for k, v in entry.user.items() if k != "flags")
         flags = entry.user.get("flags")
