@@ -116,7 +116,8 @@ def hardware(target: Target, system_info: str | None = None) -> tuple[HardwareFa
             with contextlib.suppress(OSError):
                 target.home.state_dir.mkdir(exist_ok=True)
                 atomic_write(target.home.state_dir / SYSTEM_INFO, json.dumps(doc, indent=1).encode())
-        return from_system_info(doc, source=f"system-info:{target.found.url}/v1/system-info"), "lemond"
+        return (from_system_info(doc, source=f"system-info:{target.found.url}/v1/system-info"),
+                "lemond's GET /v1/system-info")
     if target.home is not None:
         saved = paths.read_json_file(target.home.state_dir / SYSTEM_INFO, "the saved lemond system-info")
         if isinstance(saved, dict):

@@ -85,6 +85,9 @@ class ServeState:
         self._reload_lock = threading.Lock()
         self._hw: LRUCache = LRUCache(maxsize=64)  # sha256 of a system-info document -> HardwareFacts
         self._models: TTLCache = TTLCache(maxsize=512, ttl=30)  # model spec -> ModelFacts
+        # (generation, loopback, sha256 of the body) -> the answer's bytes: lemond sends the same body at every
+        # load of a model; 30 s like the model facts (a registry model may get downloaded meanwhile)
+        self._answers: TTLCache = TTLCache(maxsize=1024, ttl=30)
         self.counts: Counter[str] = Counter()
 
     def count(self, key: str) -> None:
@@ -140,13 +143,29 @@ class ServeState:
             return self._models.setdefault(key, facts)
 
     # --- endpoints -----------------------------------------------------------------------------------
-    def recommend(self, body: RecommendBody, loopback: bool) -> dict[str, Any]:
+    def cached_answer(self, raw: bytes, loopback: bool) -> tuple[Any, bytes | None]:
+        """(cache key, the answer's bytes when this exact body was answered by the current generation)."""
+        gen = self.gen
+        key = (gen.number, loopback, hashlib.sha256(raw).digest())
+        with self._lock:
+            return (gen, key), self._answers.get(key)
+
+    def answer(self, raw: bytes, loopback: bool, cached: tuple[Any, Any]) -> bytes:
+        """The recommendation for a raw body, as bytes (stored for the next identical body)."""
+        gen, key = cached
+        payload = self.recommend(parse_body(raw), loopback, gen)
+        data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        with self._lock:
+            self._answers[key] = data
+        return data
+
+    def recommend(self, body: RecommendBody, loopback: bool, gen: Generation | None = None) -> dict[str, Any]:
         from engine.errors import BackendUnavailableError, RecipeUnavailableError, UsageError
         from engine.recommend import validate_overrides
         from engine.render import recommendation_dict
         from engine.trace import filter_events
 
-        gen = self.gen  # one read: everything below comes from this generation
+        gen = gen or self.gen  # one read: everything below comes from this generation
         hw = self._hardware_for(body.system_info)
         model = self._model_for(body.model, loopback)
         scenario = body.scenario or gen.settings.scenario
@@ -265,7 +284,7 @@ def create_app(state: ServeState, *, allow_remote: bool = False, max_body: int =
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     from engine.serve.limits import Guard, is_loopback
@@ -276,12 +295,16 @@ def create_app(state: ServeState, *, allow_remote: bool = False, max_body: int =
         state.count(f"status_{problem.status}")
         return JSONResponse(envelope("error", {"status": problem.status}, problem.records), status_code=problem.status)
 
-    async def recommend(request: Request) -> JSONResponse:
+    async def recommend(request: Request) -> Response:
         state.count("recommend")
+        raw = await request.body()
+        loopback = is_loopback(request.client.host if request.client else None)
+        key, hit = state.cached_answer(raw, loopback)
+        if hit is not None:
+            state.count("answer_cache_hits")
+            return Response(hit, media_type="application/json")
         try:
-            body = parse_body(await request.body())
-            client = request.client.host if request.client else None
-            return JSONResponse(await run_in_threadpool(state.recommend, body, is_loopback(client)))
+            return Response(await run_in_threadpool(state.answer, raw, loopback, key), media_type="application/json")
         except Problem as problem:
             return problem_response(problem)
 

@@ -97,7 +97,7 @@ def test_apply_while_running_goes_through_the_api_and_survives_lemonds_saves(ser
     p = engine("apply", "llama-gqa", "tiny-local", "--lemonade-config", str(server.dirs.config), "--json")
     assert p.returncode == 0, p.stderr
     env = json.loads(p.stdout)
-    assert env["target"]["mode"] == "api" and env["hardware"]["source"] == "lemond"
+    assert env["target"]["mode"] == "api" and env["hardware"]["source"] == "lemond's GET /v1/system-info"
     gqa = next(m for m in env["models"] if m["model"] == "extra.llama-gqa")
     assert gqa["action"] == "applied" and gqa["lemond_will_use"]["llamacpp_args"] == " ".join(gqa["owned"]["llamacpp_args"])
     assert sorted(backups.iterdir()) == before  # the file was not written by us
