@@ -186,6 +186,7 @@ class ServeState:
         except UsageError as err:
             raise _problem(422, err, "$") from None
         out = recommendation_dict(rec)
+        out["fits"], out["fit_notes"] = _fits(hw, model, rec) if gen.settings.autotune.enabled else (None, [])
         out["rulebook_digest"] = rec.rulebook_digest
         out["explanation"] = [e.to_dict() for e in filter_events(rec.trace, body.explain)]
         out["autotune"] = gen.settings.autotune.to_dict()
@@ -238,6 +239,20 @@ class ServeState:
 
         return envelope("archetype", {"archetype": classify(self.hardware).model_dump(mode="json"),
                                       "hardware_source": self.hardware_source})
+
+
+def _fits(hw: HardwareFacts, model: ModelFacts, rec: Any) -> tuple[bool | None, list[str]]:
+    """Whether the memory estimate of the answer fits (None: cannot be sized, or not a llama.cpp model)."""
+    from facts.errors import FactsError
+    from facts.memory import guard
+
+    if rec.recipe != "llamacpp":
+        return None, []
+    try:
+        fit = guard(hw, model, rec.values())
+    except FactsError as err:
+        return None, [str(err)]
+    return fit.fits, list(fit.notes)
 
 
 def _facts_from_body(body: Any) -> ModelFacts:

@@ -81,7 +81,9 @@ def openapi() -> dict[str, Any]:
                "Reload": _envelope("reload", ["before", "after", "changed"])}
     schemas["Recommendation"]["properties"].update(
         recipe_options={"type": "object", "description": "exactly Lemonade's recipe option keys"},
-        decisions={"type": "object"}, explanation={"type": "array"}, expected={"type": ["object", "null"]})
+        decisions={"type": "object"}, explanation={"type": "array"}, expected={"type": ["object", "null"]},
+        fits={"type": ["boolean", "null"], "description": "false: does not fit even at the smallest context"},
+        fit_notes={"type": "array", "items": {"type": "string"}})
     get = lambda summary, ref: {"summary": summary, "responses": {  # noqa: E731
         "200": {"description": "OK", **_json({"$ref": f"#/components/schemas/{ref}"})}, **_errors(429)}}
     return {

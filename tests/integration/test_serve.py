@@ -109,7 +109,10 @@ def test_recommend_answers_lemonades_keys_with_the_user_layer(served):
     body = reply.json
     assert set(body["recipe_options"]) == {"llamacpp_backend", "llamacpp_args", "ctx_size"}
     assert "-ub 1024" in body["recipe_options"]["llamacpp_args"] and body["decisions"]["ubatch"]["layer"] == "user"
-    assert body["autotune"]["enabled"] is True and body["rulebook"].startswith("rulebook@")
+    assert body["autotune"]["enabled"] is True and body["rulebook"].startswith("rulebook@") and body["fits"] is True
+    big = served.post("/v1/recommend", {"model": "Qwen3.5-122B-A10B-GGUF"})  # 78 GB on a 24 GB machine: said loudly
+    assert big.status == 200 and big.json["fits"] is False
+    assert "does not fit even at the smallest context" in big.json["fit_notes"][-1]
     assert all(e["op"] == "choose" for e in body["explanation"]) and body["explanation"]
     facts = served.post("/v1/recommend", {"model": {"architecture": "qwen3moe", "params_b": 30.5, "active_params_b": 3.3,
                                                     "quant": "Q4_K_M", "size_gib": 17.3},
