@@ -151,7 +151,7 @@ def find(home: LemonadeHome | None, url: str | None = None, *, timeout: float = 
         hit = probe(p.url or (home.url() if home else None), f"lemond pid {p.pid} serves {home.config_dir}", p.pid)
         if hit is not None:
             return hit
-    if home is not None and not url:
+    if home is not None:
         hit = probe(home.url(), f"answers at the URL in {home.config_dir / 'config.json'}")
         if hit is not None:
             return hit

@@ -75,6 +75,7 @@ class Target:
 
 def locate(settings: Settings, url: str | None = None, config_dir: str | None = None) -> Target:
     """`--lemonade URL` / `--lemonade-config DIR` (else our config, else Lemonade's defaults) -> Target."""
+    asked = url  # on the command line: a lemond must answer there
     url = url or settings.lemonade
     home: paths.LemonadeHome | None
     if config_dir or settings.lemonade_config or not url:
@@ -88,9 +89,9 @@ def locate(settings: Settings, url: str | None = None, config_dir: str | None = 
                 if LemondClient(default.url()).url == LemondClient(url).url:
                     home = default
     found = discovery.find(home, url)
-    if found is None and home is None:
-        raise UsageError(f"no lemond answers at {url}; start it, or pass --lemonade-config DIR to write its "
-                         "options file while it is stopped")
+    if found is None and (asked or home is None):  # asked for a running lemond: never fall back to a file
+        raise UsageError(f"no lemond answers at {url}; start it, or pass --lemonade-config DIR (without "
+                         "--lemonade) to write its options file while it is stopped")
     return Target(home, found, url or (home.url() if home else ""))
 
 

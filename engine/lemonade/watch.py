@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import EngineError
 from engine.lemonade import models as lmodels
 from engine.lemonade.apply import Outcome, Request, _apply_api_models
-from engine.lemonade.client import LemondClient, LemondUnreachable
+from engine.lemonade.client import LemondClient, LemondError
 from engine.lemonade.plan import skip
 
 if TYPE_CHECKING:
@@ -42,9 +42,9 @@ def watch(target: Target, settings: Settings, engine: Engine, hw: HardwareFacts,
         polls += 1
         try:
             listed = client.models()
-        except LemondUnreachable:
+        except LemondError as err:
             if not down:
-                note(f"lemond at {client.url} does not answer; waiting")
+                note(f"lemond at {client.url} does not answer ({err}); waiting")
             down = True
             stop.wait(interval)
             continue

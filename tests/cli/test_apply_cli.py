@@ -182,3 +182,11 @@ def test_a_lemond_process_over_the_dir_that_does_not_answer_blocks_the_file(home
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_lemond_asked_for_by_url_must_answer(home):
+    from tests.support.wire import free_port
+
+    p = engine("apply", "llama-gqa", "--lemonade", f"http://127.0.0.1:{free_port()}", "--system-info", SYSINFO)
+    assert p.returncode == 2 and "no lemond answers at http://127.0.0.1:" in p.stderr
+    assert home.recipe_options.read_bytes() == ORIGINAL
