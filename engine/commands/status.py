@@ -31,9 +31,11 @@ def _rulebook(settings: Any) -> dict[str, Any]:
 
     book = config.load_book(settings)
     roots = [str(r) for r in config.rulebook_roots(settings)]
-    user_rules = sum(r.source.startswith(f"{config.USER_RULEBOOK}/") for r in book.rules)
+    user_rules = [{"id": r.id, "source": r.source, "sets": dict(r.set), "priority": r.priority}
+                  for r in book.rules if r.source.startswith(f"{config.USER_RULEBOOK}/")]
     return {"name": book.name, "digest": book.digest, "rules": len(book.rules), "files": len(book.files),
-            "roots": roots, "bundled": str(bundled_root()), "user_rulebook_rules": user_rules}
+            "roots": roots, "bundled": str(bundled_root()), "user_rulebook_rules": len(user_rules),
+            "user_rules": user_rules}
 
 
 def _hardware(target: Any, system_info: str | None) -> dict[str, Any]:
@@ -120,6 +122,9 @@ def render_text(p: dict[str, Any]) -> str:
              f"archetype: {hw['archetype']} (confidence {hw['confidence']}), from {hw['source']}",
              f"rulebook: {book['name']} ({book['rules']} rules, {book['files']} files) from {', '.join(book['roots'])}"
              + (f"; {book['user_rulebook_rules']} user rule(s)" if book["user_rulebook_rules"] else "")]
+    for rule in book["user_rules"]:
+        sets = ", ".join(f"{k}={v}" for k, v in rule["sets"].items())
+        lines.append(f"user rule: {rule['id']} ({rule['source']}) sets {sets}")
     if st["overrides"]:
         lines.append("overrides (config.yaml): " + ", ".join(f"{k}={v}" for k, v in st["overrides"].items()))
     if lem.get("mode") == "api":

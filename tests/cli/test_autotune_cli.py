@@ -99,6 +99,8 @@ def test_user_rulebook_is_the_highest_rule_layer_and_set_beats_it(cfg):
     assert "my-ubatch" in text and "user-rulebook/mine.yaml:2" in text
     over = recommend_json(cfg, "--set", "ubatch=2048")
     assert over["decisions"]["ubatch"]["rule"] == "user-override" and "-ub 2048" in over["recipe_options"]["llamacpp_args"]
+    status = engine(cfg, "status", "--lemonade-config", str(cfg / "no-lemonade"), "--system-info", STRIX).stdout
+    assert "user rule: my-ubatch (user-rulebook/mine.yaml:2) sets ubatch=1024" in status
     off = recommend_json(cfg, "--no-autotune")  # off: the user rulebook is not loaded either
     assert off["recipe_options"]["llamacpp_args"] == ""
 
@@ -116,3 +118,5 @@ def test_config_overrides_apply_under_the_command_line(cfg):
     (cfg / "config.yaml").write_text("overrides: {ubatch: 256, ctx_size: 16384}\n")
     out = recommend_json(cfg, "--set", "ctx_size=8192")
     assert "-ub 256" in out["recipe_options"]["llamacpp_args"] and out["recipe_options"]["ctx_size"] == 8192
+    status = engine(cfg, "status", "--lemonade-config", str(cfg / "no-lemonade"), "--system-info", STRIX, "--json")
+    assert json.loads(status.stdout)["settings"]["overrides"] == {"ubatch": 256, "ctx_size": 16384}
