@@ -139,6 +139,10 @@ def render_text(p: dict[str, Any]) -> str:
     for m in p["models"]:
         lines.append(f"  {m['model']}{'  (loaded)' if m['loaded'] else ''}"
                      f"{'  applied ' + m['applied_at'] if m['applied'] and m.get('applied_at') else ''}")
+        with_ = m.get("applied_with") or {}
+        if m["applied"] and with_.get("rulebook"):
+            sets = " ".join(f"--set {k}={v}" for k, v in (with_.get("overrides") or {}).items())
+            lines.append(f"    applied from {with_['rulebook']}, scenario {with_.get('scenario')}{', ' + sets if sets else ''}")
         lines.extend(render_rows(m["rows"]))
         if m.get("launch_command"):
             lines.append("    running: " + " ".join(m["launch_command"]))

@@ -57,11 +57,16 @@ def _now() -> str:
 
 
 def _record_entry(previous: Mapping[str, Any] | None, plan: ModelPlan, saved_before: Mapping[str, Any] | None,
-                  via: str) -> dict[str, Any]:
+                  via: str, req: Request) -> dict[str, Any]:
     assert plan.entry is not None
     before = previous["before"] if previous and "before" in previous else saved_before
     return {"before": before, "owned": dict(plan.entry.owned), "recommended": dict(plan.recommended or {}),
-            "rulebook": plan.rulebook, "applied_at": _now(), "via": via}
+            "rulebook": plan.rulebook, "scenario": req.scenario, "overrides": _jsonable(req.overrides),
+            "applied_at": _now(), "via": via}
+
+
+def _jsonable(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
 
 
 def _set_entry(data: dict[str, Any], model: str, after: Mapping[str, Any]) -> None:
@@ -93,7 +98,8 @@ def apply_file(target: Target, settings: Settings, engine: Engine, hw: HardwareF
                 continue
             _set_entry(txn.data, model.id, plan.entry.after)
             if plan.entry.owned:
-                txn.record["models"][model.id] = _record_entry(previous, plan, txn.data_before.get(model.id), "file")
+                txn.record["models"][model.id] = _record_entry(previous, plan, txn.data_before.get(model.id), "file",
+                                                                   req)
             else:
                 txn.record["models"].pop(model.id, None)
         if not req.dry_run:
@@ -192,7 +198,7 @@ def _apply_api_models(client: Any, store: Any, record: dict[str, Any], chosen: l
         out.effective[model.id] = _effective(dry)
         if not req.dry_run:
             if plan.entry.owned:
-                record["models"][model.id] = _record_entry(previous, plan, saved, "api")
+                record["models"][model.id] = _record_entry(previous, plan, saved, "api", req)
             else:
                 record["models"].pop(model.id, None)
             store_record(store, record)  # first: a crash after it leaves a claim undo ignores, never the reverse

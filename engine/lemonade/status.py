@@ -100,6 +100,7 @@ def model_status(model_id: str, saved: Mapping[str, Any], record: Mapping[str, A
             rows.append({"key": flag, "apply_wrote": " ".join(values), "user_set": None, "lemond_uses": None,
                          "wins": "lemonade"})
     out: dict[str, Any] = {"model": model_id, "applied": bool(ours), "applied_at": (record or {}).get("applied_at"),
+                           "applied_with": {k: (record or {}).get(k) for k in ("rulebook", "scenario", "overrides")},
                            "apply_wrote": ours, "user_set": user, "lemond_uses": dict(uses), "uses_from": uses_from,
                            "rows": rows, "loaded": loaded is not None}
     if loaded is not None:
