@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
         arche = classify(hw)
         payload["hardware"] = {"archetype": arche.id, "confidence": arche.confidence, "source": source}
         eng = config.make_engine(settings)
-        outcome = (apply_api if target.running else apply_file)(target, settings, eng, hw, req)
+        try:
+            outcome = (apply_api if target.running else apply_file)(target, settings, eng, hw, req)
+        finally:
+            eng.close()
     payload["models"] = outcome.to_dict()
     payload["restored_file"] = outcome.restored_file
     if args.json:

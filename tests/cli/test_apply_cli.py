@@ -1,9 +1,12 @@
-"""`engine apply` on a stopped Lemonade (the file path), as real subprocesses over a Lemonade home in a temp dir:
-diff and file, idempotence, undo (byte for byte, and key by key after others wrote), the do-no-harm skips, the
-off switch, two applies at once, kill -9 mid-apply, and the refusal while a lemond process serves the dir."""
+"""`engine apply` on a stopped Lemonade (the file path) over a Lemonade home in a temp dir: diff and file,
+idempotence, undo (byte for byte, and key by key after others wrote), the do-no-harm skips, the off switch; and, as
+real subprocesses, two applies at once, kill -9 mid-apply, and the refusal while a lemond process serves the dir.
+
+Single runs call the CLI's `main()` in this process (the same code path, without a Python start-up each)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -23,9 +26,25 @@ SYSINFO = str(ROOT / "tests" / "fixtures" / "lemonade-api" / "system-info.json")
 ORIGINAL = b'{"user.tiny-local": {"ctx_size": 1024, "llamacpp_args": "-t  1"},\n "user.ghost": {"pinned": true}}\n'
 
 
-def engine(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=120, **kw)
+def engine(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`engine ARGS` through engine.cli.main in this process: exit code, stdout, stderr."""
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from engine.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:  # argparse's usage errors
+                code = int(stop.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

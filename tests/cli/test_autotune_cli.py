@@ -1,5 +1,6 @@
 """The auto-tune switch (LEMONADE_AUTOTUNE, --no-autotune, config.yaml), the user rulebook and config overrides,
-as `engine recommend` / `engine explain` subprocesses see them."""
+as `engine recommend` / `engine explain` / `engine status` see them (the first test as a real subprocess, the rest
+through engine.cli.main in this process)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,22 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def engine(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full = {**os.environ, "LEMONADE_AUTOTUNE_CONFIG_DIR": str(cfg), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=full, timeout=120)
+    """`engine ARGS` through engine.cli.main in this process, with our config dir at `cfg`."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from engine.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = dict(os.environ)
+    os.environ.update({"LEMONADE_AUTOTUNE_CONFIG_DIR": str(cfg), **(env or {})})
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def recommend_json(cfg: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
@@ -43,7 +57,11 @@ def recommend_json(cfg: Path, *extra: str, env: dict[str, str] | None = None) ->
 
 
 def test_on_by_default_and_says_so(cfg):
-    env = recommend_json(cfg)
+    p = subprocess.run([sys.executable, "-m", "engine", "recommend", "--model", MODEL, "--system-info", STRIX, "--json"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "LEMONADE_AUTOTUNE_CONFIG_DIR": str(cfg)})
+    assert p.returncode == 0, p.stderr
+    env = json.loads(p.stdout)
     assert env["autotune"] == {"enabled": True, "source": "default", "why": env["autotune"]["why"]}
     assert env["recipe_options"]["llamacpp_args"] != ""  # the curated rulebook tunes Strix Halo
 
