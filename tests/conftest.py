@@ -19,5 +19,9 @@ def _empty_hub_cache(tmp_path_factory):
     mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-hub-cache")))
     # the compiled-rulebook cache of this test session, never the developer's own (engine.rulebook.cache)
     mp.setenv("LEMONADE_AUTOTUNE_CACHE_DIR", str(tmp_path_factory.mktemp("rulebook-cache")))
+    # lemonade-autotune's own settings and state (engine.config, engine.lemonade.target): never the developer's
+    mp.setenv("LEMONADE_AUTOTUNE_CONFIG_DIR", str(tmp_path_factory.mktemp("autotune-config")))
+    mp.setenv("LEMONADE_AUTOTUNE_STATE_DIR", str(tmp_path_factory.mktemp("autotune-state")))
+    mp.delenv("LEMONADE_AUTOTUNE", raising=False)
     yield
     mp.undo()

@@ -24,14 +24,15 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.commands._common import print_json
-    from engine.commands.recommend import load_inputs
+    from engine.commands.recommend import autotune_line, settings_and_inputs
     from engine.recommend import recommend
     from engine.render import explain_dict
     from engine.render_text import explain_text
 
-    rec = recommend(**load_inputs(args))
+    settings, kwargs = settings_and_inputs(args)
+    rec = recommend(**kwargs)
     if args.json:
-        print_json("explanation", explain_dict(rec, args.level))
+        print_json("explanation", {**explain_dict(rec, args.level), "autotune": settings.autotune.to_dict()})
     else:
-        sys.stdout.write(explain_text(rec, args.level))
+        sys.stdout.write(autotune_line(settings) + explain_text(rec, args.level))
     return 0

@@ -28,6 +28,8 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
                         "--set extra_args='--no-warmup'")
     p.add_argument("--rulebook", action="append", default=[], metavar="DIR",
                    help="rulebook directory (repeatable; replaces the bundled one, which is named 'bundled')")
+    p.add_argument("--no-autotune", action="store_true",
+                   help="auto-tune off for this run: Lemonade's own defaults (also LEMONADE_AUTOTUNE=0)")
     p.add_argument("--no-memory-fit", dest="memory_fit", action="store_false",
                    help="skip the memory model: no fit facts for rules, no memory guard (ctx_size / n_gpu_layers / "
                         "n_cpu_moe stay as the rules say)")
@@ -49,23 +51,36 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def load_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    """recommend() keyword arguments from the shared flags (engine.inputs does the reading)."""
-    from engine import inputs
+def settings_and_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The settings in force (engine.config: the auto-tune switch, the user rulebook, config overrides) and
+    recommend() keyword arguments. Auto-tune off: the recipe-default rules, no memory fit, no overrides."""
+    from engine import config, inputs
     from engine.recommend import validate_overrides
 
+    settings = config.load(no_autotune=getattr(args, "no_autotune", False))
     overrides = validate_overrides(inputs.parse_overrides(args.overrides))
     hw = inputs.hardware(args.system_info, args.llama_devices)
     for message in hw.warnings:
         warn(message)
     model = inputs.model(args.model, warn=warn)
     rulebook = None
-    if args.rulebook:
+    if args.rulebook and settings.autotune.enabled:
         from engine.rulebook import bundled_root, load_rulebook
 
         rulebook = load_rulebook(*(bundled_root() if r == "bundled" else r for r in args.rulebook))
-    return {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,
-            "evaluator": args.engine, "overrides": overrides, "memory_fit": args.memory_fit, "force": args.force}
+    elif not settings.autotune.enabled or settings.has_user_rulebook():
+        rulebook = config.load_book(settings)
+    kw = config.recommend_kwargs(settings, overrides, args.memory_fit)
+    return settings, {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,
+                      "evaluator": args.engine, "force": args.force, **kw}
+
+
+def autotune_line(settings: Any) -> str:
+    """The line `recommend` and `explain` print first when auto-tune is off."""
+    if settings.autotune.enabled:
+        return ""
+    return (f"auto-tune: {settings.autotune.why} — Lemonade's own defaults (recipe-default rules, no memory "
+            "fit, no overrides)\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.render import recommendation_dict
     from engine.render_text import recommendation_text
 
-    rec = recommend(**load_inputs(args))
+    settings, kwargs = settings_and_inputs(args)
+    rec = recommend(**kwargs)
     if args.json:
-        print_json("recommendation", recommendation_dict(rec))
+        print_json("recommendation", {**recommendation_dict(rec), "autotune": settings.autotune.to_dict()})
     else:
-        sys.stdout.write(recommendation_text(rec))
+        sys.stdout.write(autotune_line(settings) + recommendation_text(rec))
     return 0
