@@ -89,7 +89,7 @@ class Settings:
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     """config.yaml -> (values, line:col per key); UsageError naming file:line and the key when it is wrong."""
-    from engine.rulebook._yaml import parse
+    from engine.rulebook import parse_yaml as parse
 
     try:
         text = path.read_text(encoding="utf-8-sig")

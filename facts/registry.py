@@ -15,6 +15,7 @@ from facts.errors import ModelFactsError
 from facts.models import GIB, ModelFacts
 
 __all__ = [
+    "downloaded_gguf",
     "fallback_model_facts",
     "load_registry",
     "model_facts_from_json",
@@ -137,6 +138,14 @@ def registry_model_facts(name: str, entry: dict[str, Any]) -> ModelFacts:
         return ModelFacts(**facts)
     except ValueError as err:
         raise ModelFactsError(src, f"registry entry does not give valid model facts: {err}") from err
+
+
+def downloaded_gguf(checkpoint: str, *, component: bool = False) -> Path | None:
+    """The GGUF file of `checkpoint` ("owner/repo:VARIANT") in the Hugging Face cache Lemonade downloads to, if
+    there (a projector or draft with `component`)."""
+    from facts._hf_cache import downloaded_gguf as find
+
+    return find(checkpoint, component=component)
 
 
 def _with_download(facts: ModelFacts) -> ModelFacts:

@@ -163,8 +163,7 @@ def _stopped_one(home: LemonadeHome, model_id: str, extra: dict[str, Path], user
 
 def stopped(home: LemonadeHome, names: list[str], all_downloaded: bool) -> list[LemonadeModel]:
     """The models named, or every downloaded one (extra, local user models, built-ins in the HF cache)."""
-    from facts._hf_cache import downloaded_gguf
-    from facts.registry import load_registry
+    from facts.registry import downloaded_gguf, load_registry
 
     extra = _extra_models(home)
     users = home.user_models()

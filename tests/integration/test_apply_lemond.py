@@ -27,6 +27,11 @@ USER_SAVED = {"ctx_size": 1024, "llamacpp_args": "-t 1"}  # the user's own optio
 OTHER = {"user.other": {"evict_idle_timeout": 30}}  # an entry for a model this Lemonade does not have
 
 
+# our rules leave layer placement to llama.cpp's --fit on this CPU-only box, so the recommendation carries no
+# flag of its own; --set n_gpu_layers=0 gives apply one to write, merge and take back
+SET = ("--set", "n_gpu_layers=0")
+
+
 def engine(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
@@ -64,7 +69,7 @@ def assert_runs_with(server: LemonadeServer, entry: dict, ctx: int, args: list[s
 
 def test_apply_while_stopped_then_load_runs_exactly_our_flags(server):
     config = str(server.dirs.config)
-    p = engine("apply", "llama-gqa", "tiny-local", "--lemonade-config", config, "--system-info", SYSINFO)
+    p = engine("apply", "llama-gqa", "tiny-local", *SET, "--lemonade-config", config, "--system-info", SYSINFO)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("lemond is stopped: writing")
     ours = owned(server)
@@ -94,7 +99,7 @@ def test_undo_while_running_gives_back_the_same_options(server):
 def test_apply_while_running_goes_through_the_api_and_survives_lemonds_saves(server):
     backups = server.dirs.config / "lemonade-autotune" / "backups"
     before = sorted(backups.iterdir())
-    p = engine("apply", "llama-gqa", "tiny-local", "--lemonade-config", str(server.dirs.config), "--json")
+    p = engine("apply", "llama-gqa", "tiny-local", *SET, "--lemonade-config", str(server.dirs.config), "--json")
     assert p.returncode == 0, p.stderr
     env = json.loads(p.stdout)
     assert env["target"]["mode"] == "api" and env["hardware"]["source"] == "lemond's GET /v1/system-info"
@@ -111,13 +116,13 @@ def test_apply_while_running_goes_through_the_api_and_survives_lemonds_saves(ser
     assert on_disk["extra.llama-gqa"] == want and on_disk["user.other"] == OTHER["user.other"]
     server.restart()
     assert server.get("/v1/models/llama-gqa/options").json["saved"] == want
-    again = engine("apply", "llama-gqa", "tiny-local", "--lemonade-config", str(server.dirs.config), "--json")
+    again = engine("apply", "llama-gqa", "tiny-local", *SET, "--lemonade-config", str(server.dirs.config), "--json")
     assert [m["action"] for m in json.loads(again.stdout)["models"]] == ["unchanged", "unchanged"]
 
 
 def test_a_user_edit_in_between_is_kept_by_apply_and_by_undo(server):
     assert server.post("/v1/models/llama-gqa/options", {"ctx_size": 2048}).status == 200  # the user's choice
-    p = engine("apply", "llama-gqa", "--lemonade-config", str(server.dirs.config), "--json")
+    p = engine("apply", "llama-gqa", *SET, "--lemonade-config", str(server.dirs.config), "--json")
     assert p.returncode == 0, p.stderr
     (model,) = json.loads(p.stdout)["models"]
     assert model["action"] == "unchanged" and model["user_kept"] == {"ctx_size": 2048}
@@ -132,7 +137,7 @@ def test_a_user_edit_in_between_is_kept_by_apply_and_by_undo(server):
 
 
 def test_watch_applies_to_a_model_that_appears_before_its_first_load(server):
-    watcher = subprocess.Popen([sys.executable, "-m", "engine", "apply", "--watch", "--interval", "0.2",
+    watcher = subprocess.Popen([sys.executable, "-m", "engine", "apply", "--watch", *SET, "--interval", "0.2",
                                 "--lemonade-config", str(server.dirs.config), "--json"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

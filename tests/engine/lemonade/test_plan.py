@@ -59,7 +59,7 @@ def test_too_big_and_foreign_recipes_are_skipped(engine):
     hw = hardware("unsupported")
     big = plan_apply(engine, config.load(), hw, model("Qwen3.5-122B-A10B-GGUF", "builtin.Qwen3.5-122B-A10B-GGUF"), {},
                      None, scenario="chat", overrides={})
-    assert big.action == "skipped" and big.reason.startswith("does not fit: ") and big.entry is None
+    assert big.action == "skipped" and "does not fit" in big.reason and big.entry is None
     npu = plan_apply(engine, config.load(), hw, model("Qwen2.5-0.5B-Instruct-CPU", "builtin.x"), {}, None,
                      scenario="chat", overrides={})
     assert npu.action == "skipped" and "ryzenai-llm needs" in npu.reason
