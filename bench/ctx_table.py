@@ -2,8 +2,8 @@
 
     python bench/ctx_table.py [--system-info DIR] [--models NAME ...]
 
-Our side: facts.from_system_info -> facts.memory.guard (ctx_size auto, n_gpu_layers auto, llama-server
-defaults). Lemonade's side: a faithful re-implementation of `resolve_auto_ctx_size` from
+Our side: facts.from_system_info -> facts.memory.guard (the chat need of 32768 tokens, llama-server defaults;
+the placement shown is the one predicted for llama.cpp's --fit). Lemonade's side: a faithful re-implementation of `resolve_auto_ctx_size` from
 src/cpp/include/lemon/auto_tune.h (research/lemonade.md section 5), used only here, for comparison.
 Memory already in use is unknown for these documents and taken as 0 on both sides.
 """
@@ -72,12 +72,15 @@ def ours(hw: Any, model: Any) -> str:
     from facts.memory import guard
 
     backend = "cpu" if not hw.gpus else "vulkan"
-    fit = guard(hw, model, {"backend": backend, "ctx_size": "auto", "n_gpu_layers": "auto", "n_cpu_moe": "auto"})
-    ngl = fit.params["n_gpu_layers"]
+    fit = guard(hw, model, {"backend": backend, "ctx_size": "auto", "n_gpu_layers": "auto", "n_cpu_moe": "auto"},
+                need=32768)
+    p = fit.placement
     cell = f"{fit.params['ctx_size']}"
-    cell += " all" if ngl == 999 else f" ngl {ngl}"
-    if fit.params.get("n_cpu_moe"):
-        cell += f" cmoe {fit.params['n_cpu_moe']}"
+    cell += " all" if p.gpu_layers > p.n_layer else f" ngl {p.gpu_layers}"
+    if p.experts_cpu:
+        cell += f" cmoe {p.experts_cpu}"
+    if fit.params.get("cache_type_k") == "q8_0":
+        cell += " q8_0"
     return cell + ("" if fit.fits else " (no fit)")
 
 
@@ -89,7 +92,7 @@ def main() -> int:
     from facts.lemonade import from_system_info
     from facts.registry import load_registry, resolve_model_spec
 
-    docs = sorted(args.system_info.glob("*.json"))
+    docs = sorted(p for p in args.system_info.glob("*.json") if not p.name.startswith("old-schema"))
     if not docs:
         print(f"ctx_table: no system-info documents in {args.system_info}", file=sys.stderr)
         return 2
