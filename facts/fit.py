@@ -224,18 +224,22 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     if _fixed(ngl_in) or (model.is_moe and _fixed(moe_in)):  # a placement a rule or the user set
         explicit = (ALL_LAYERS if ngl_in in _UNSET or ngl_in == "all" else int(ngl_in),
                     int(moe_in) if model.is_moe and _fixed(moe_in) else 0)
-    placed_by = "cpu" if check.gpu is None else "flags" if explicit or placement == "flags" else "fit"
+    def placed(explicit: tuple[int, int] | None) -> str:
+        return "cpu" if check.gpu is None else "flags" if explicit or placement == "flags" else "fit"
+
+    placed_by = placed(explicit)
     notes_pre: list[str] = []
     chosen = _Search(check, model, options, explicit).run(want, lo, spill_at_need=hard_need or keep_ctx,
                                                           keep_ctx=keep_ctx)
     if chosen is None and explicit is not None and not ({"n_gpu_layers", "n_cpu_moe"} & user):
         # a rule's placement that does not fit: drop it and let llama.cpp's fit (or our flags) place the model
         notes_pre.append("the rule's GPU layers / MoE placement does not fit; placement left to llama.cpp's fit")
-        explicit, placed_by = None, "cpu" if check.gpu is None else "flags" if placement == "flags" else "fit"
-        for name, value in (("n_gpu_layers", ngl_in), ("n_cpu_moe", moe_in)):
-            if _fixed(value):
-                changed[name] = (value, "default", "does not fit; llama.cpp's --fit places it")
-                concrete[name] = ngl_in = moe_in = "default"
+        explicit = None
+        placed_by = placed(explicit)
+        for name in ("n_gpu_layers", "n_cpu_moe"):
+            if _fixed(params.get(name, "auto")):
+                changed[name] = (params[name], "default", "does not fit; llama.cpp's --fit places it")
+                concrete[name] = "default"
         chosen = _Search(check, model, options, None).run(want, lo, spill_at_need=hard_need or keep_ctx,
                                                           keep_ctx=keep_ctx)
     fits = chosen is not None

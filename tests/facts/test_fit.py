@@ -225,3 +225,17 @@ def test_more_memory_never_gives_less(vram, extra, moe):
 def test_fit_context_on_lemonade_machines(name):
     facts = fit_context(hw_of(name), moe_30b())
     assert facts["fit_max_ctx"] >= 4096 and facts["fit_max_ctx"] % 256 == 0
+
+
+def test_a_rules_placement_that_does_not_fit_is_left_to_llama_cpp_fit_and_a_users_is_kept():
+    rule = guard(discrete(4), dense_8b(), {"backend": "cuda", "n_gpu_layers": 36})
+    assert rule.fits and rule.params["n_gpu_layers"] == "default" and rule.placed_by == "fit"
+    assert rule.changed["n_gpu_layers"][1] == "default" and "does not fit" in rule.notes[0]
+    user = guard(discrete(4), dense_8b(), {"backend": "cuda", "n_gpu_layers": 36}, user={"n_gpu_layers"})
+    assert not user.fits and user.params["n_gpu_layers"] == 36
+    assert any(c.startswith("n_gpu_layers=36 does not fit") for c in user.conflicts)
+
+
+def test_a_set_placement_that_fits_is_emitted_as_flags():
+    fit = guard(discrete(24), dense_8b(), {"backend": "cuda", "n_gpu_layers": 20})
+    assert fit.fits and fit.placed_by == "flags" and fit.params["n_gpu_layers"] == 20
