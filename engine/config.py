@@ -280,11 +280,11 @@ def check_user_layer(book: Rulebook, settings: Settings) -> None:
         raise RulebookError(bad)
 
 
-def load_book(settings: Settings, rulebook_dirs: tuple[str, ...] = ()) -> Rulebook:
-    """The rulebook for these settings (validated, user layer checked)."""
+def load_book(settings: Settings, rulebook_dirs: tuple[str, ...] = (), *, refresh: bool = True) -> Rulebook:
+    """The rulebook for these settings (validated, user layer checked); `refresh` as in rulebook_roots."""
     from engine.rulebook import load_rulebook
 
-    book = load_rulebook(*rulebook_roots(settings, rulebook_dirs))
+    book = load_rulebook(*rulebook_roots(settings, rulebook_dirs, refresh=refresh))
     check_user_layer(book, settings)
     return book
 

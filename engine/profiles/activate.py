@@ -75,6 +75,14 @@ def allowlist_problems(book: Any) -> list[str]:
     return problems
 
 
+def _shown(path: str, root: Path) -> str:
+    """A finding's file as the bundle names it (`remote@N/families/x.yaml`), not the staging directory."""
+    try:
+        return f"{root.name}/{Path(path).resolve().relative_to(root.resolve()).as_posix()}"
+    except ValueError:
+        return path
+
+
 def check(root: Path, version: int) -> Checked:
     """Lint the rulebook under `root` and check the allowlist; ActivationError listing what is wrong."""
     from engine.errors import RulebookReadError
@@ -84,7 +92,8 @@ def check(root: Path, version: int) -> Checked:
         result = lint(root)
     except RulebookReadError as err:
         raise ActivationError(version, [str(err)]) from None
-    errors = [f"lint: {f}" for f in result.findings if f.severity == "error"]
+    errors = [f"lint: {_shown(f.path, root)}:{f.line}: {f.code}: {f.message}" for f in result.findings
+              if f.severity == "error"]
     if result.rulebook is None or errors:
         raise ActivationError(version, errors or ["the rulebook does not load"])
     problems = allowlist_problems(result.rulebook)

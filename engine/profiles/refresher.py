@@ -60,13 +60,16 @@ def start_if_due(settings: Settings, store: Store | None = None) -> bool:
 
 
 class Refresher:
-    """A daemon thread for a long-running process: refresh when due, call `on_update()` after an activation
-    (e.g. `engine.reload(config.load_book(settings))`); readers keep the last good rulebook meanwhile."""
+    """A daemon thread for a long-running process: refresh when due, and call `on_update()` whenever the active
+    rulebook changes, whoever changed it (this thread, a start's background refresh, `engine profiles pin`);
+    e.g. `engine.reload(config.load_book(settings))`. Readers keep the last good rulebook meanwhile."""
 
     def __init__(self, settings: Settings, on_update: Callable[[], None], store: Store | None = None,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None, poll_s: float = 30.0) -> None:
         self.settings, self.on_update, self.on_outcome = settings, on_update, on_outcome
         self.store = store or Store()
+        self.poll_s = poll_s
+        self._seen = self._active()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="profiles-refresher", daemon=True)
 
@@ -78,22 +81,28 @@ class Refresher:
         self._stop.set()
         self._thread.join(timeout)
 
+    def _active(self) -> tuple[int | None, bool]:
+        st = self.store.state()
+        return st.active, st.pinned
+
     def _wait_s(self) -> float:
         t = policy.parse(self.store.state().next_attempt)
-        return 0.0 if t is None else max(0.0, (t - policy.now()).total_seconds())
+        due_in = 0.0 if t is None else max(0.0, (t - policy.now()).total_seconds())
+        return min(due_in, self.poll_s)
 
     def _run(self) -> None:
+        from engine.errors import UserError
         from engine.profiles.client import update
 
-        while not self._stop.wait(min(self._wait_s(), 3600.0)):
-            if not policy.due(self.store.state().next_attempt):
-                continue
-            try:
-                out = update(self.settings, store=self.store, lock_timeout=0)
-            except Exception:  # noqa: BLE001 - a busy store or no mirror: try again at the next schedule
-                self._stop.wait(60.0)
-                continue
-            if self.on_outcome is not None:
-                self.on_outcome(out)
-            if out.outcome == "updated":
+        while not self._stop.wait(self._wait_s()):
+            if self.settings.remote.enabled and policy.due(self.store.state().next_attempt):
+                try:
+                    out = update(self.settings, store=self.store, lock_timeout=0)
+                except UserError:  # another process is updating, or no mirror: look again at the next poll
+                    out = None
+                if out is not None and self.on_outcome is not None:
+                    self.on_outcome(out)
+            now = self._active()
+            if now != self._seen:
+                self._seen = now
                 self.on_update()
