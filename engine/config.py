@@ -265,6 +265,15 @@ def rulebook_roots(settings: Settings, rulebook_dirs: tuple[str, ...] = (), *,
     return tuple(roots)
 
 
+def custom_book(settings: Settings) -> bool:
+    """Whether the rulebook in force is other than the bundled one: auto-tune off, a user rulebook, or an active
+    remote rulebook (a due remote refresh starts in the background, as in rulebook_roots)."""
+    from engine.rulebook import bundled_root
+
+    roots = rulebook_roots(settings)
+    return len(roots) != 1 or roots[0] != bundled_root()
+
+
 def check_user_layer(book: Rulebook, settings: Settings) -> None:
     """Every rule of the user rulebook must be `layer: user` (it is the highest layer); RulebookError if not."""
     prefix = f"{USER_RULEBOOK}/"

@@ -128,9 +128,19 @@ def _classify(err: BaseException) -> tuple[str, str]:
         return "rejected", f"the mirror's metadata failed verification ({type(err).__name__}: {err})"
     if isinstance(err, tx.DownloadHTTPError):
         return "offline", f"the mirror answered HTTP {err.status_code} ({err})"
-    cause = err.__cause__ or err.__context__
-    detail = f"{err}" + (f": {type(cause).__name__}" if cause else "")
-    return "offline", f"the mirror cannot be reached ({detail})"
+    return "offline", f"the mirror cannot be reached: {_root_cause(err)}"
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost reason of a network error (urllib3 wraps it in MaxRetryError.reason), as one line."""
+    seen = err
+    while True:
+        nxt = getattr(seen, "reason", None) if isinstance(getattr(seen, "reason", None), BaseException) else None
+        nxt = nxt or seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    return str(seen).strip() or type(seen).__name__
 
 
 def _updater(store: Store, mirror: Mirror, timeout: float):  # noqa: ANN202 - tuf.ngclient.Updater

@@ -89,7 +89,14 @@ def test_fresh_install_activates_the_remote_rulebook(repo, env, capsys):
     assert book["origin"] == "remote@1" and book["remote"]["state"] == "fresh"
     assert Path(book["roots"][0]).name == "remote@1"
     rules = config.load_book(config.load()).rules
-    assert all(r.source.startswith("remote@1/") for r in rules)  # every rule's source (explain) names its origin
+    assert all(r.source.startswith("remote@1/") for r in rules)  # every rule's source names its origin ...
+    capsys.readouterr()
+    assert main(["explain", "--model", "Qwen3-8B-GGUF", "--system-info", str(SYSTEM_INFO)]) == 0
+    out = capsys.readouterr().out
+    assert "remote@1/families/marker.yaml" in out and "rulebook/" not in out  # ... and explain shows it
+    assert main(["recommend", "--model", "Qwen3-8B-GGUF", "--system-info", str(SYSTEM_INFO), "--json"]) == 0
+    args = json.loads(capsys.readouterr().out)["recipe_options"]["llamacpp_args"].split()
+    assert args[args.index("-np") + 1] == "1"
 
 
 def test_update_then_no_change_fetches_only_the_timestamp(repo, env, capsys):
