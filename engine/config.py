@@ -4,6 +4,8 @@ Where: `$LEMONADE_AUTOTUNE_CONFIG_DIR`, else the platform's user config director
 `~/.config/lemonade-autotune` on Linux). In it, `config.yaml` (every key optional) and `user-rulebook/`, the
 highest rule layer (its rules must say `layer: user`). Auto-tune is on by default; `LEMONADE_AUTOTUNE=0`, a
 command's `--no-autotune` or `enabled: false` switch it off, and then every answer is Lemonade's own default.
+The `remote:` mapping configures signed remote rulebooks (engine.profiles, docs/profiles.md); an activated remote
+rulebook replaces the bundled one, `LEMONADE_AUTOTUNE_REMOTE=0` or `remote: {enabled: false}` switch it off.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ if TYPE_CHECKING:
 
 ENV_SWITCH = "LEMONADE_AUTOTUNE"
 ENV_CONFIG_DIR = "LEMONADE_AUTOTUNE_CONFIG_DIR"
+ENV_REMOTE = "LEMONADE_AUTOTUNE_REMOTE"
 CONFIG_FILE = "config.yaml"
 USER_RULEBOOK = "user-rulebook"
 _OFF = {"0", "off", "false", "no"}
 _ON = {"1", "on", "true", "yes"}
-_KEYS = {"enabled": bool, "scenario": str, "lemonade": str, "lemonade_config": str, "overrides": dict}
+_KEYS = {"enabled": bool, "scenario": str, "lemonade": str, "lemonade_config": str, "overrides": dict,
+         "remote": dict}
+# `remote:` keys -> (type, default); numbers are checked against their ranges in _remote()
+_REMOTE_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "enabled": ((bool,), True), "url": ((str,), None), "trusted_root": ((str,), None),
+    "interval_hours": ((int, float), 24.0), "timeout_s": ((int, float), 3.0)}
 EXAMPLE = """\
 # lemonade-autotune settings (every key is optional)
 enabled: true                 # false = Lemonade's own defaults everywhere (LEMONADE_AUTOTUNE=0 does the same)
@@ -34,6 +42,12 @@ scenario: chat                # chat, coding, long-context or a Lemonade bench s
 # lemonade: http://127.0.0.1:13305    # where lemond listens (default: its config.json, else port 13305)
 # lemonade_config: /var/lib/lemonade  # Lemonade's config dir (default: the platform's, see docs/integration.md)
 # overrides: {ctx_size: 16384}        # like --set, for every model
+# remote:                             # signed remote rulebooks (docs/profiles.md); no mirror is configured by default
+#   url: https://profiles.example.org/  # a TUF repository: metadata/ and targets/ below it
+#   trusted_root: /etc/lemonade-autotune/root.json  # its root.json (default: the one shipped, if any)
+#   interval_hours: 24                # refresh at start when the last check is older (+-20 % jitter)
+#   timeout_s: 3                      # network timeout per request
+#   enabled: true                     # false (or LEMONADE_AUTOTUNE_REMOTE=0): bundled rulebook, no network
 """
 
 
@@ -60,6 +74,22 @@ class Autotune:
 
 
 @dataclass(frozen=True)
+class Remote:
+    """Remote rulebooks: on or off (and why), the mirror, its trusted root, the refresh interval and timeout."""
+
+    enabled: bool = True
+    why: str = "on (the default; LEMONADE_AUTOTUNE_REMOTE=0 or remote: {enabled: false} switch it off)"
+    url: str | None = None
+    trusted_root: str | None = None
+    interval_hours: float = 24.0
+    timeout_s: float = 3.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "why": self.why, "url": self.url, "trusted_root": self.trusted_root,
+                "interval_hours": self.interval_hours, "timeout_s": self.timeout_s}
+
+
+@dataclass(frozen=True)
 class Settings:
     """The settings in force: the config file's values, the switch, where the user rulebook is."""
 
@@ -71,6 +101,7 @@ class Settings:
     lemonade: str | None = None
     lemonade_config: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    remote: Remote = field(default_factory=Remote)
 
     @property
     def user_rulebook(self) -> Path:
@@ -84,7 +115,7 @@ class Settings:
                 "autotune": self.autotune.to_dict(), "scenario": self.scenario,
                 "user_rulebook": str(self.user_rulebook) if self.has_user_rulebook() else None,
                 "overrides": dict(self.overrides), "lemonade": self.lemonade,
-                "lemonade_config": self.lemonade_config}
+                "lemonade_config": self.lemonade_config, "remote": self.remote.to_dict()}
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
@@ -116,13 +147,48 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     return data, marks
 
 
-def _switch(value: str) -> bool:
+def _switch(value: str, name: str = ENV_SWITCH) -> bool:
     low = value.strip().lower()
     if low in _OFF:
         return False
     if low in _ON:
         return True
-    raise UsageError(f"{ENV_SWITCH}={value!r}: expected 0/off/false/no or 1/on/true/yes")
+    raise UsageError(f"{name}={value!r}: expected 0/off/false/no or 1/on/true/yes")
+
+
+def _remote(data: Mapping[str, Any], marks: Mapping[str, tuple[int, int]], path: Path,
+            env: Mapping[str, str]) -> Remote:
+    """The `remote:` settings, checked key by key; `$LEMONADE_AUTOTUNE_REMOTE` decides on/off over the file."""
+    raw = data.get("remote") or {}
+    line, col = marks.get("remote", (1, 1))
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _REMOTE_KEYS:
+            raise UsageError(f"{path}:{line}:{col} remote.{key}: unknown setting; known: {', '.join(_REMOTE_KEYS)}")
+        types, _default = _REMOTE_KEYS[key]
+        if value is None:
+            continue
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise UsageError(f"{path}:{line}:{col} remote.{key}: expected {types[0].__name__}, got {value!r}")
+        values[key] = value
+    for key, low, high in (("interval_hours", 0.01, 24 * 365), ("timeout_s", 0.1, 120)):
+        if key in values and not low <= float(values[key]) <= high:
+            raise UsageError(f"{path}:{line}:{col} remote.{key}: {values[key]!r} is outside {low}..{high}")
+        if key in values:
+            values[key] = float(values[key])
+    if values.get("trusted_root"):
+        root = Path(values["trusted_root"]).expanduser()
+        values["trusted_root"] = str(root if root.is_absolute() else (path.parent / root))
+    if env.get(ENV_REMOTE, "").strip():
+        on = _switch(env[ENV_REMOTE], ENV_REMOTE)
+        why = f"{'on' if on else 'off'}: {ENV_REMOTE}={env[ENV_REMOTE].strip()}"
+    elif "enabled" in values:
+        on = bool(values["enabled"])
+        why = f"{'on' if on else 'off'}: remote.enabled: {str(on).lower()} in {path}:{line}"
+    else:
+        on, why = True, Remote.why
+    values.pop("enabled", None)
+    return Remote(enabled=on, why=why, **values)
 
 
 def load(*, no_autotune: bool = False, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,7 +228,7 @@ def load(*, no_autotune: bool = False, env: Mapping[str, str] | None = None) -> 
             raise UsageError(f"{path}:{line}:{col} scenario: {err}") from None
     return Settings(dir=where, file=path, file_exists=path.is_file(), autotune=state, scenario=scenario,
                     lemonade=data.get("lemonade"), lemonade_config=data.get("lemonade_config"),
-                    overrides=overrides)
+                    overrides=overrides, remote=_remote(data, marks, path, env))
 
 
 # ---- the engine a command or the server uses ------------------------------------------------------
@@ -174,17 +240,38 @@ def defaults_root() -> Any:
     return bundled_root().joinpath("defaults")
 
 
-def rulebook_roots(settings: Settings, rulebook_dirs: tuple[str, ...] = ()) -> tuple[Any, ...]:
-    """What to load: recipe defaults when auto-tune is off; else the bundled rulebook (or `--rulebook` dirs)
-    with the user rulebook on top."""
+def rulebook_roots(settings: Settings, rulebook_dirs: tuple[str, ...] = (), *,
+                   refresh: bool = True) -> tuple[Any, ...]:
+    """What to load: recipe defaults when auto-tune is off; else `--rulebook` dirs, or the active remote
+    rulebook (signed, linted, engine.profiles) when remote rulebooks are on and one was activated, or the
+    bundled rulebook; the user rulebook on top. With `refresh`, a remote refresh that is due starts in the
+    background (this start uses the last good rulebook; the next one sees what it activates)."""
     from engine.rulebook import BUNDLED, bundled_root
 
     if not settings.autotune.enabled:
         return (defaults_root(),)
-    roots: list[Any] = [bundled_root() if r == BUNDLED else r for r in rulebook_dirs] or [bundled_root()]
+    roots: list[Any] = [bundled_root() if r == BUNDLED else r for r in rulebook_dirs]
+    if not roots:
+        from engine.profiles import store
+
+        active = store.active_root(settings)
+        roots.append(active if active is not None else bundled_root())
+        if refresh and settings.remote.enabled:
+            from engine.profiles import refresher
+
+            refresher.start_if_due(settings)
     if settings.has_user_rulebook():
         roots.append(settings.user_rulebook)
     return tuple(roots)
+
+
+def custom_book(settings: Settings) -> bool:
+    """Whether the rulebook in force is other than the bundled one: auto-tune off, a user rulebook, or an active
+    remote rulebook (a due remote refresh starts in the background, as in rulebook_roots)."""
+    from engine.rulebook import bundled_root
+
+    roots = rulebook_roots(settings)
+    return len(roots) != 1 or roots[0] != bundled_root()
 
 
 def check_user_layer(book: Rulebook, settings: Settings) -> None:
@@ -202,11 +289,11 @@ def check_user_layer(book: Rulebook, settings: Settings) -> None:
         raise RulebookError(bad)
 
 
-def load_book(settings: Settings, rulebook_dirs: tuple[str, ...] = ()) -> Rulebook:
-    """The rulebook for these settings (validated, user layer checked)."""
+def load_book(settings: Settings, rulebook_dirs: tuple[str, ...] = (), *, refresh: bool = True) -> Rulebook:
+    """The rulebook for these settings (validated, user layer checked); `refresh` as in rulebook_roots."""
     from engine.rulebook import load_rulebook
 
-    book = load_rulebook(*rulebook_roots(settings, rulebook_dirs))
+    book = load_rulebook(*rulebook_roots(settings, rulebook_dirs, refresh=refresh))
     check_user_layer(book, settings)
     return book
 

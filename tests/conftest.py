@@ -22,6 +22,8 @@ def _empty_hub_cache(tmp_path_factory):
     # lemonade-autotune's own settings and state (engine.config, engine.lemonade.target): never the developer's
     mp.setenv("LEMONADE_AUTOTUNE_CONFIG_DIR", str(tmp_path_factory.mktemp("autotune-config")))
     mp.setenv("LEMONADE_AUTOTUNE_STATE_DIR", str(tmp_path_factory.mktemp("autotune-state")))
+    # the remote-rulebook store (engine.profiles.store): never the developer's activated remote rulebook
+    mp.setenv("LEMONADE_AUTOTUNE_PROFILES_DIR", str(tmp_path_factory.mktemp("autotune-profiles")))
     mp.delenv("LEMONADE_AUTOTUNE", raising=False)
     yield
     mp.undo()

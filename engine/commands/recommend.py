@@ -68,7 +68,7 @@ def settings_and_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         from engine.rulebook import bundled_root, load_rulebook
 
         rulebook = load_rulebook(*(bundled_root() if r == "bundled" else r for r in args.rulebook))
-    elif not settings.autotune.enabled or settings.has_user_rulebook():
+    elif config.custom_book(settings):  # auto-tune off, a user rulebook, an active remote rulebook
         rulebook = config.load_book(settings)
     kw = config.recommend_kwargs(settings, overrides, args.memory_fit)
     return settings, {"facts": hw, "model": model, "scenario": args.scenario, "rulebook": rulebook,

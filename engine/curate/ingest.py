@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.curate.fields import Item, col, flag, make, num, parse_test
-from engine.curate.lemonade_bench import read_lemonade
 from engine.curate.markdown import read_markdown
 from engine.curate.normalise import backend_of, build_of, iso_date
 from engine.curate.records import IngestIssue
+from engine.curate.submission import read_lemonade_or_submission
 from engine.errors import UsageError
 
 __all__ = ["IngestError", "Item", "parse_test", "read_file", "read_paths", "sniff"]
@@ -75,7 +75,7 @@ def read_file(path: Path) -> Iterator[Item]:
         head = f.read(4096)
     fmt = sniff(path, head)
     parser = {"community-csv": _community_csv, "llama-bench-csv": _bench_csv, "llama-bench-json": _bench_json,
-              "llama-bench-jsonl": _bench_jsonl, "llama-bench-md": read_markdown, "lemonade-bench": read_lemonade}[fmt]
+              "llama-bench-jsonl": _bench_jsonl, "llama-bench-md": read_markdown, "lemonade-bench": read_lemonade_or_submission}[fmt]
     if fmt in _STREAMED:
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
             yield from parser(str(path), f)
