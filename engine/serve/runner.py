@@ -66,7 +66,15 @@ def serve(opts: Options) -> None:
                             proxy_headers=False, server_header=False, limit_concurrency=opts.concurrency,
                             lifespan="off", timeout_keep_alive=30)
     server = uvicorn.Server(config)
+    from engine.profiles.refresher import Refresher
+
+    # a newer remote rulebook (fetched by this thread when due, or by `engine profiles update|pin`) is swapped in
+    # atomically; requests in flight finish on the old one
+    refresher = Refresher(state.gen.settings, state.reload).start()
     print(f"engine serve: http://{opts.host}:{opts.port} (OpenAPI at /openapi.json); {state.gen.engine.rulebook.name}, "
           f"auto-tune {state.gen.settings.autotune.why}; hardware {state.hardware_source}", file=sys.stderr,
           flush=True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        refresher.stop()
