@@ -358,9 +358,9 @@ def _attention_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_str
         span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
         v_cont = 0
     if cfg.flash_attn:
-        casts = sum(_a(n_kv * n_stream * g.heads_kv * h * 2)
-                    for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32")
-        return max(span, 2 * g.e + 2 * g.q + casts)
+        casts = [_a(n_kv * n_stream * g.heads_kv * h * 2)
+                 for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32"]
+        return max(span, 2 * g.e + 2 * g.q + sum(casts))
     kq = _a(n_kv * g.n_tok * g.n_head * F32)
     return max(span, 2 * g.e + 2 * g.q + kq, g.e + kq + v_cont + g.o)
 
@@ -377,9 +377,10 @@ def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
         used = model.expert_used_count or 1
         fe = model.expert_feed_forward_length or (model.feed_forward_length or 0) // used
         widths.append((_a(fe * used * g.n_tok * F32), used * g.e))
-    # a GLU output no wider than the hidden state fits the freed norm; a wide one pushes the FFN input up
-    return max(2 * g.e + 3 * u + (g.e if u > 2 * g.e else -u if u <= g.e else 0) + (d if d > 2 * u else 0)
-               for u, d in widths)
+    # a GLU output no wider than the hidden state fits the freed norm; a wide one (or the MoE router's
+    # small tensors) pushes the FFN input one hidden state up
+    return max(2 * g.e + 3 * u + (g.e if u > 2 * g.e or d > g.e else 0) - (u if u <= g.e else 0)
+               + (d if d > 2 * u else 0) for u, d in widths)
 
 
 def _recurrent_span(model: ModelFacts, g: _Shapes) -> int:
