@@ -318,11 +318,13 @@ def _rotation(model: ModelFacts, cfg: Config, g: _Shapes) -> tuple[int, int]:
     """Side of the Hadamard matrices llama.cpp rotates Q/K and V with for a quantised K / V cache whose
     head size 64 divides (llama_kv_cache::build_input_k_rot / build_input_v_rot); 0 when off."""
     k_rot = v_rot = 0
+    if model.mla:  # the K-only attention input of MLA builds no rotation
+        return 0, 0
     if cfg.cache_type_k in QUANTISED and g.hk % 64 == 0:
         k_rot = 64
         while g.hk % (k_rot * 2) == 0:
             k_rot *= 2
-    if cfg.cache_type_v in QUANTISED and g.hv % 64 == 0 and not model.mla:
+    if cfg.cache_type_v in QUANTISED and g.hv % 64 == 0:
         v_rot = 64
     return k_rot, v_rot
 
@@ -337,7 +339,7 @@ def _inputs(model: ModelFacts, cfg: Config, g: _Shapes, n_out: int, kv_size: int
     heads = model.head_count_kv or (g.heads_kv,)
     caches = [] if not any(heads) else [kv_size] if not swa_cells else [swa_cells] + (
         [kv_size] if not all(model.swa_layers) else [])
-    v_idx = 1 if cfg.flash_attn else max(heads) * g.hv
+    v_idx = 0 if model.mla else 1 if cfg.flash_attn else max(heads) * g.hv  # MLA: a K-only cache
     for n_kv in caches:
         total += _a(n_tok * 8) + _a(n_tok * 8 * v_idx) + _a(n_kv * n_tok * (2 if cfg.flash_attn else 4))
     k_rot, v_rot = _rotation(model, cfg, g)
@@ -351,18 +353,30 @@ def _attention_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_str
     layer's f32 cache view with it (the CPU kernel reads f16 K/V). MLA: the absorbed Q next to its no-RoPE
     part and RoPE'd part; without flash attention a contiguous copy of one layer's latent V."""
     if model.mla and model.kv_lora_rank:
-        q_pe = _a(g.n_head * (model.rope_dim or 0) * g.n_tok * F32)
-        span = 2 * g.e + q_pe + g.o + g.q
-        v_cont = _a(n_kv * n_stream * model.kv_lora_rank * (4 if cfg.cache_type_k == "f32" else 2))
-    else:
-        span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
-        v_cont = 0
+        return _mla_span(model, cfg, g, n_kv, n_stream)
+    span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
     if cfg.flash_attn:
         casts = [_a(n_kv * n_stream * g.heads_kv * h * 2)
                  for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32"]
         return max(span, 2 * g.e + 2 * g.q + sum(casts))
-    kq = _a(n_kv * g.n_tok * g.n_head * F32)
-    return max(span, 2 * g.e + 2 * g.q + kq, g.e + kq + v_cont + g.o)
+    return max(span, 2 * g.e + 2 * g.q + _a(n_kv * g.n_tok * g.n_head * F32))
+
+
+def _mla_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_stream: int) -> int:
+    """MLA attention (deepseek2 graph): the layer input and its norm, the Q projection (n_head x (nope +
+    rope), taken as 3 x rope: DeepSeek's 128 + 64, the facts do not carry it), its RoPE'd part, the no-RoPE
+    part absorbed into the latent space (n_head x kv_lora_rank) and their concatenation, the absorbed Q
+    (n_head x (kv_lora_rank + rope)), which the freed pieces cannot hold; then the KQ scores and a
+    contiguous copy of one layer's latent V without flash attention, or the f16 copies of an f32 cache."""
+    rope = model.rope_dim or 0
+    q_b, q_pe = (_a(g.n_head * n * rope * g.n_tok * F32) for n in (3, 1))
+    span = 2 * g.e + q_b + q_pe + g.o + g.q
+    if cfg.flash_attn:
+        return span + sum(_a(n_kv * n_stream * h * 2) for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv))
+                          if t == "f32")
+    v_cont = _a(n_kv * n_stream * (model.kv_lora_rank or 0) * (4 if cfg.cache_type_k == "f32" else 2))
+    holes = g.e + q_b + q_pe + g.o
+    return span + _a(n_kv * g.n_tok * g.n_head * F32) + (v_cont if v_cont > holes else 0)
 
 
 def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
