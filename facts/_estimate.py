@@ -371,12 +371,17 @@ def _mla_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_stream: i
     rope = model.rope_dim or 0
     q_b, q_pe = (_a(g.n_head * n * rope * g.n_tok * F32) for n in (3, 1))
     span = 2 * g.e + q_b + q_pe + g.o + g.q
-    if cfg.flash_attn:
-        return span + sum(_a(n_kv * n_stream * h * 2) for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv))
-                          if t == "f32")
-    v_cont = _a(n_kv * n_stream * (model.kv_lora_rank or 0) * (4 if cfg.cache_type_k == "f32" else 2))
-    holes = g.e + q_b + q_pe + g.o
-    return span + _a(n_kv * g.n_tok * g.n_head * F32) + (v_cont if v_cont > holes else 0)
+    holes = g.e + q_b + q_pe + g.o  # freed by the time the cache is read
+    if not cfg.flash_attn:
+        v_cont = _a(n_kv * n_stream * (model.kv_lora_rank or 0) * (4 if cfg.cache_type_k == "f32" else 2))
+        return span + _a(n_kv * g.n_tok * g.n_head * F32) + (v_cont if v_cont > holes else 0)
+    for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)):
+        cast = _a(n_kv * n_stream * h * 2) if t == "f32" else 0
+        if cast <= holes:
+            holes -= cast
+        else:
+            span += cast
+    return span
 
 
 def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
