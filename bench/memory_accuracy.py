@@ -91,6 +91,27 @@ def grid(quick: bool) -> list[dict[str, Any]]:
     return configs
 
 
+def holdout_grid() -> list[dict[str, Any]]:
+    """Configurations the compute model was not tuned on: other contexts, ubatches (one above a smaller
+    batch, one of 4096), bf16 and q4_0 caches, 2 and 8 slots."""
+    configs = []
+    for ctx, (ub, batch), (tk, tv), fa, (par, uni) in itertools.product(
+            [1000, 3000, 16384, 65536], [(32, 2048), (256, 2048), (1024, 2048), (512, 256), (4096, 4096)],
+            [("f16", "f16"), ("q8_0", "q8_0"), ("bf16", "bf16"), ("q4_0", "q4_0")], ["on", "off"],
+            [(1, False), (2, False), (2, True), (8, True)]):
+        if fa == "off" and tv in QUANTISED_V:
+            continue
+        if (tk, tv) == ("q4_0", "q4_0") and (par, uni) != (2, False):
+            continue
+        configs.append({"ctx_size": ctx, "ubatch": ub, "batch": batch, "cache_type_k": tk, "cache_type_v": tv,
+                        "flash_attn": fa, "parallel": par, "kv_unified": uni})
+    return configs
+
+
+QUANTISED_V = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+MAX_COMPUTE_MIB = 3072  # skip loads whose compute buffer (by our estimate) would not fit this machine
+
+
 def ours(m: Any, params: dict[str, Any]) -> dict[str, Any]:
     """facts.memory.estimate() for model facts `m` under the probe's params."""
     from facts.memory import Config, estimate
@@ -107,7 +128,8 @@ def ours(m: Any, params: dict[str, Any]) -> dict[str, Any]:
             "compute_mib": e.compute_bytes / MIB, "kv_cells": e.kv_cells, "swa_cells": e.swa_cells or None}
 
 
-def compare(models: list[str] | None, quick: bool, jobs: int, models_dir: Path | None = None) -> list[dict[str, Any]]:
+def compare(models: list[str] | None, quick: bool, jobs: int, models_dir: Path | None = None,
+            holdout: bool = False) -> list[dict[str, Any]]:
     from facts.gguf import read_model_facts
 
     tmp = models_dir or Path(tempfile.mkdtemp(prefix="tiny-gguf-"))
@@ -127,8 +149,10 @@ def compare(models: list[str] | None, quick: bool, jobs: int, models_dir: Path |
             models_to_run.append((name, path.stem.split("-")[0], path))
     for name, arch, path in models_to_run:
         facts = read_model_facts(path)  # once per model, not once per configuration
-        for params in grid(quick):
+        for params in holdout_grid() if holdout else grid(quick):
             if arch == "deepseek2" and (params["cache_type_k"] != params["cache_type_v"]):
+                continue
+            if ours(facts, params).get("compute_mib", 0) > MAX_COMPUTE_MIB:
                 continue
             work.append((name, path, facts, params))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -222,6 +246,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", help="tiny model names (default: all)")
     ap.add_argument("--quick", action="store_true", help="a smaller grid")
+    ap.add_argument("--holdout", action="store_true", help="the hold-out grid (configurations not tuned on)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models-dir", type=Path, help="write the tiny models here once and reuse them (default: a temp dir)")
     ap.add_argument("--rows", type=Path, help="summarise rows a previous --json run wrote (no llama.cpp needed)")
@@ -236,7 +261,7 @@ def main() -> int:
         except ImportError:
             print("memory_accuracy: needs llama-cpp-python (pip install '.[accuracy]')", file=sys.stderr)
             return 2
-        rows = compare(args.models, args.quick, args.jobs, args.models_dir)
+        rows = compare(args.models, args.quick, args.jobs, args.models_dir, args.holdout)
     table = summarise(rows)
     print(table)
     if args.json:

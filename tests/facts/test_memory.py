@@ -150,10 +150,12 @@ def test_estimate_monotone(models, cfg, name):
         assume(False)
     assert estimate(m, replace(cfg, ctx_size=cfg.ctx_size + 256)).total_bytes >= base
     assert estimate(m, replace(cfg, ubatch=cfg.ubatch * 2)).total_bytes >= base
-    # more slots with a unified cache never need less; with per-slot streams llama.cpp pads each stream to
-    # 256 cells and splits the KQ mask, so there the total is not monotone in llama.cpp either
+    # doubling the slots with a unified cache never needs less (llama.cpp rounds the worst-case ubatch up to
+    # a multiple of the slots, so one more slot can round it down: 66 tokens for 3 slots, 64 for 4); with
+    # per-slot streams llama.cpp pads each stream to 256 cells and splits the KQ mask, so there the total
+    # is not monotone in llama.cpp either
     unified = replace(cfg, kv_unified=True)
-    assert (estimate(m, replace(unified, parallel=cfg.parallel + 1)).total_bytes
+    assert (estimate(m, replace(unified, parallel=cfg.parallel * 2)).total_bytes
             >= estimate(m, unified).total_bytes)
     width = {"q8_0": 0, "f16": 1, "f32": 2}
     wider = max(CACHE_TYPES, key=lambda t: (t in width, width.get(t, -1)))
