@@ -355,6 +355,8 @@ def _attention_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_str
     if model.mla and model.kv_lora_rank:
         return _mla_span(model, cfg, g, n_kv, n_stream)
     span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
+    if g.q > g.e >= g.f and layer_count(model) > 1:  # a wide Q and a narrow FFN: from the second layer on
+        span += g.f  # the layer input sits above the previous FFN's freed GLU output
     if cfg.flash_attn:
         casts = [_a(n_kv * n_stream * g.heads_kv * h * 2)
                  for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32"]
