@@ -355,8 +355,8 @@ def _attention_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_str
     if model.mla and model.kv_lora_rank:
         return _mla_span(model, cfg, g, n_kv, n_stream)
     span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
-    if g.q > g.e >= g.f and layer_count(model) > 1:  # a wide Q and a narrow FFN: from the second layer on
-        span += g.f  # the layer input sits above the previous FFN's freed GLU output
+    if g.q > g.e >= g.f and 2 * g.k < g.q and layer_count(model) > 1:  # a wide grouped Q, a narrow FFN:
+        span += g.f  # from the second layer on the layer input sits above the previous FFN's freed GLU output
     if cfg.flash_attn:
         casts = [_a(n_kv * n_stream * g.heads_kv * h * 2)
                  for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32"]
@@ -387,21 +387,20 @@ def _mla_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_stream: i
 
 
 def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
-    """FFN block: the FFN input (in the attention output's slot) and its norm, gate, up and GLU output of
-    width u each, then the down projection d where the freed gate + up cannot hold it. MoE: u covers the
-    used experts (ggml_mul_mat_id), d is one hidden state per used expert (summed afterwards)."""
-    widths = []
+    """FFN block: the FFN input (in place of the attention output, whose slot lies above the layer input
+    and the freed attention pieces) and its norm, gate, up and GLU output of width u each (a GLU output no
+    wider than the hidden state takes the freed norm's slot), then the down projection d where the freed
+    gate + up cannot hold it. MoE: u covers the used experts (ggml_mul_mat_id), d is one hidden state per
+    used expert (summed afterwards); the router's small tensors keep the slot below the FFN input."""
+    spans = []
     moe = model.is_moe and model.expert_used_count
     if not moe or not model.expert_bytes or not all(model.expert_bytes):  # dense layers (deepseek2's first)
-        widths.append((g.f, g.e))
+        spans.append((2 * g.e if g.f > 2 * g.e else g.e, g.f, g.e))
     if moe:
         used = model.expert_used_count or 1
         fe = model.expert_feed_forward_length or (model.feed_forward_length or 0) // used
-        widths.append((_a(fe * used * g.n_tok * F32), used * g.e))
-    # a GLU output no wider than the hidden state fits the freed norm; a wide one (or the MoE router's
-    # small tensors) pushes the FFN input one hidden state up
-    return max(2 * g.e + 3 * u + (g.e if u > 2 * g.e or d > g.e else 0) - (u if u <= g.e else 0)
-               + (d if d > 2 * u else 0) for u, d in widths)
+        spans.append((g.e + max(g.e, g.q), _a(fe * used * g.n_tok * F32), used * g.e))
+    return max(p + g.e + 3 * u - (u if u <= g.e else 0) + (d if d > 2 * u else 0) for p, u, d in spans)
 
 
 def _recurrent_span(model: ModelFacts, g: _Shapes) -> int:
