@@ -399,7 +399,8 @@ def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
     if moe:
         used = model.expert_used_count or 1
         fe = model.expert_feed_forward_length or (model.feed_forward_length or 0) // used
-        spans.append((g.e + max(g.e, g.q), _a(fe * used * g.n_tok * F32), used * g.e))
+        q = g.q if not model.mla else g.e  # MLA's absorbed Q leaves a hole the attention output takes
+        spans.append((g.e + max(g.e, q), _a(fe * used * g.n_tok * F32), used * g.e))
     return max(p + g.e + 3 * u - (u if u <= g.e else 0) + (d if d > 2 * u else 0) for p, u, d in spans)
 
 
