@@ -272,8 +272,7 @@ def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int
     layers = max(_attention_span(model, cfg, g, n_kv, n_stream), _ffn_span(model, g), _recurrent_span(model, g))
     # output phase: masks and indices are free again; the unused inp_embd input, the normed hidden state
     # of the output rows (a graph output, never freed) and their logits remain
-    e_out = _a(g.e // n_tok * n_out)
-    output = _a(n_tok * 4) + g.e + e_out + _a(g.vocab * n_out * F32)
+    output = _a(n_tok * 4) + g.e + _a(g.n_embd * n_out * F32) + _a(g.vocab * n_out * F32)
     return max(_inputs(model, cfg, g, n_out, kv_size, swa_cells) + layers, output)
 
 
@@ -290,6 +289,7 @@ class _Shapes:
     """Bytes of one ubatch's f32 activations, each padded to the buffer alignment."""
 
     n_tok: int
+    n_embd: int
     e: int  # hidden state [n_embd, n_tok]
     q: int  # queries [n_head * head_k, n_tok] (MLA: absorbed, head_k = kv_lora_rank + rope)
     o: int  # attention output [n_head * head_v, n_tok]
@@ -309,7 +309,7 @@ class _Shapes:
         hv = model.value_length or hk
         heads_kv = max(model.head_count_kv) if model.head_count_kv else n_head
         n_ff = model.feed_forward_length or 4 * n_embd
-        return cls(n_tok=n_tok, e=_a(n_embd * n_tok * F32), q=_a(n_head * hk * n_tok * F32),
+        return cls(n_tok=n_tok, n_embd=n_embd, e=_a(n_embd * n_tok * F32), q=_a(n_head * hk * n_tok * F32),
                    o=_a(n_head * hv * n_tok * F32), k=_a(heads_kv * hk * n_tok * F32), f=_a(n_ff * n_tok * F32),
                    vocab=model.vocab_size or DEFAULT_VOCAB, n_head=n_head, heads_kv=heads_kv, hk=hk, hv=hv)
 
