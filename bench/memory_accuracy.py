@@ -5,7 +5,9 @@ configuration over a grid of ctx / ubatch / cache types / flash-attn / parallel 
 llama.cpp logs and compares them with facts.memory.estimate(). Needs the optional extra `accuracy`
 (llama-cpp-python). Not run in CI.
 
-    python bench/memory_accuracy.py [--out docs-table.md] [--json results.json] [--quick]
+    python bench/memory_accuracy.py [--out docs-table.md] [--json results.json] [--quick | --holdout]
+        [--models NAME ...] [--models-dir DIR]
+    python bench/memory_accuracy.py --rows results.json   # re-estimate a logged run, no llama.cpp needed
 """
 
 from __future__ import annotations
