@@ -22,7 +22,6 @@ LEMONADE_KV_TABLE: tuple[tuple[float, int], ...] = (
     (64, 640 * 1024), (float("inf"), 768 * 1024),
 )
 DEFAULT_VOCAB = 152_064  # when unknown: a large modern vocabulary (Qwen), conservative for the logits term
-COMPUTE_MARGIN = 1.05  # the compute model's allowance over the summed live tensors
 
 
 def pad(n: int, to: int = CELL_PAD) -> int:
@@ -285,46 +284,160 @@ def compute_bytes(model: ModelFacts, cfg: Config, *, n_ubatch: int, kv_size: int
                   n_stream: int) -> int:
     """The compute buffer llama.cpp reserves for the worst-case prompt ubatch (CPU backend).
 
-    The larger of the layers phase (graph inputs incl. one KQ mask per cache, the residual stream, and the
-    larger of the attention phase (KQ scores without flash attention) and the FFN / recurrent phase) and
-    the output phase (logits for every token of the ubatch). See docs/memory.md for backend differences.
+    ggml's graph allocator places the graph inputs first, then every activation in graph order, reusing
+    freed space (best fit); the buffer is the highest address reached: the inputs plus the span of one
+    layer's activations (attention, FFN or recurrent phase), or the output phase (the logits, once the
+    inputs are freed), whichever is larger. docs/memory.md ("Compute buffer") names the llama.cpp
+    function behind each term.
     """
-    n_tok = n_ubatch
-    f32 = 4
-    n_embd = model.embedding_length or 4096
-    n_head = model.head_count or max(1, n_embd // 128)
-    hk = model.key_length or n_embd // n_head
-    hv = model.value_length or hk
-    n_vocab = model.vocab_size or DEFAULT_VOCAB
-    mask_el = 2 if cfg.flash_attn else 4
-    inputs = n_tok * 4 * 3 + kv_size * n_tok * mask_el + (swa_cells * n_tok * mask_el if swa_cells else 0)
-    residual = 2 * n_embd * n_tok * f32
-    heads_kv = max(model.head_count_kv) if model.head_count_kv else n_head
-    qkv = (n_head * hk + heads_kv * (hk + hv)) * n_tok * f32
+    del n_ubatch  # recomputed: llama.cpp caps the ubatch with the unpadded ctx, then rounds it to the slots
+    n_seq = max(1, cfg.parallel)
+    n_out = min(cfg.ctx_size, cfg.batch, cfg.ubatch)  # every token of the worst-case ubatch is an output
+    n_tok = -(-n_out // n_seq) * n_seq  # llama_context::graph_reserve: a multiple of n_seq_max
+    g = _Shapes.of(model, n_tok)
+    n_kv = max(kv_size, swa_cells)  # the widest attention (KQ scores, f32 -> f16 casts): the larger cache
+    layers = max(_attention_span(model, cfg, g, n_kv, n_stream), _ffn_span(model, g), _recurrent_span(model, g))
+    # output phase: masks and indices are free again; the unused inp_embd input, the normed hidden state
+    # of the output rows (a graph output, never freed) and their logits remain
+    output = _a(n_tok * 4) + g.e + _a(g.n_embd * n_out * F32) + _a(g.vocab * n_out * F32)
+    return max(_inputs(model, cfg, g, n_out, kv_size, swa_cells) + layers, output)
+
+
+F32 = 4
+ALIGN = 32  # ggml CPU buffer alignment (TENSOR_ALIGNMENT): every tensor is padded to it
+
+
+def _a(n: int) -> int:
+    return pad(n, ALIGN)
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    """Bytes of one ubatch's f32 activations, each padded to the buffer alignment."""
+
+    n_tok: int
+    n_embd: int
+    e: int  # hidden state [n_embd, n_tok]
+    q: int  # queries [n_head * head_k, n_tok] (MLA: absorbed, head_k = kv_lora_rank + rope)
+    o: int  # attention output [n_head * head_v, n_tok]
+    k: int  # keys of one layer [n_head_kv * head_k, n_tok]
+    f: int  # dense FFN width [n_ff, n_tok]
+    vocab: int
+    n_head: int
+    heads_kv: int
+    hk: int
+    hv: int
+
+    @classmethod
+    def of(cls, model: ModelFacts, n_tok: int) -> _Shapes:
+        n_embd = model.embedding_length or 4096
+        n_head = model.head_count or max(1, n_embd // 128)
+        hk = model.key_length or n_embd // n_head
+        hv = model.value_length or hk
+        heads_kv = max(model.head_count_kv) if model.head_count_kv else n_head
+        n_ff = model.feed_forward_length or 4 * n_embd
+        return cls(n_tok=n_tok, n_embd=n_embd, e=_a(n_embd * n_tok * F32), q=_a(n_head * hk * n_tok * F32),
+                   o=_a(n_head * hv * n_tok * F32), k=_a(heads_kv * hk * n_tok * F32), f=_a(n_ff * n_tok * F32),
+                   vocab=model.vocab_size or DEFAULT_VOCAB, n_head=n_head, heads_kv=heads_kv, hk=hk, hv=hv)
+
+
+def _rotation(model: ModelFacts, cfg: Config, g: _Shapes) -> tuple[int, int]:
+    """Side of the Hadamard matrices llama.cpp rotates Q/K and V with for a quantised K / V cache whose
+    head size 64 divides (llama_kv_cache::build_input_k_rot / build_input_v_rot); 0 when off."""
+    k_rot = v_rot = 0
+    if model.mla:  # the K-only attention input of MLA builds no rotation
+        return 0, 0
+    if cfg.cache_type_k in QUANTISED and g.hk % 64 == 0:
+        k_rot = 64
+        while g.hk % (k_rot * 2) == 0:
+            k_rot *= 2
+    if cfg.cache_type_v in QUANTISED and g.hv % 64 == 0:
+        v_rot = 64
+    return k_rot, v_rot
+
+
+def _inputs(model: ModelFacts, cfg: Config, g: _Shapes, n_out: int, kv_size: int, swa_cells: int) -> int:
+    """Graph inputs, allocated before any activation: token ids, the embeddings input (unused for a token
+    batch and never freed), positions, output ids; per KV cache its K / V row indices (one per V element
+    without flash attention: V is transposed) and the KQ mask (f16 with flash attention, else f32);
+    the rotation matrices."""
+    n_tok = g.n_tok
+    total = _a(n_tok * 4) + g.e + _a(n_tok * 4) + _a(n_out * 4)
+    heads = model.head_count_kv or (g.heads_kv,)
+    caches = [] if not any(heads) else [kv_size] if not swa_cells else [swa_cells] + (
+        [kv_size] if not all(model.swa_layers) else [])
+    v_idx = 0 if model.mla else 1 if cfg.flash_attn else max(heads) * g.hv  # MLA: a K-only cache
+    for n_kv in caches:
+        total += _a(n_tok * 8) + _a(n_tok * 8 * v_idx) + _a(n_kv * n_tok * (2 if cfg.flash_attn else 4))
+    k_rot, v_rot = _rotation(model, cfg, g)
+    return total + _a(k_rot * k_rot * F32) + _a(v_rot * v_rot * F32)
+
+
+def _attention_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_stream: int) -> int:
+    """One attention block above the inputs: the layer input and its norm, Q from the projection and its
+    RoPE'd copy (ggml_rope of a reshaped view cannot run in place), K / V where the freed space does not
+    hold them; then the KQ scores [n_kv, n_tok, n_head] without flash attention, or the f16 copies of one
+    layer's f32 cache view with it (the CPU kernel reads f16 K/V). MLA: the absorbed Q next to its no-RoPE
+    part and RoPE'd part; without flash attention a contiguous copy of one layer's latent V."""
+    if model.mla and model.kv_lora_rank:
+        return _mla_span(model, cfg, g, n_kv, n_stream)
+    span = 2 * g.e + 2 * g.q + (g.k if 2 * g.k > g.q else 0) + (g.k if g.k > g.e else 0)
+    if g.q > g.e >= g.f and 2 * g.k < g.q and layer_count(model) > 1:  # a wide grouped Q, a narrow FFN:
+        span += g.f  # from the second layer on the layer input sits above the previous FFN's freed GLU output
     if cfg.flash_attn:
-        attn = qkv + n_head * hv * n_tok * f32
-        # CPU flash attention converts an f32 cache to f16 before the kernel: one layer's K and V views
-        k_cast = heads_kv * hk * 2 if cfg.cache_type_k == "f32" else 0
-        v_cast = heads_kv * hv * 2 if cfg.cache_type_v == "f32" else 0
-        attn += kv_size * n_stream * (k_cast + v_cast)
-    else:
-        n_kv = max(kv_size, swa_cells)
-        attn = qkv + n_kv * n_tok * n_head * f32
-        if model.mla and model.kv_lora_rank:  # the latent V is a transposed copy of part of the K cache
-            attn += kv_size * n_stream * model.kv_lora_rank * CACHE_TYPES[cfg.cache_type_k][1]
-    n_ff = model.feed_forward_length or 4 * n_embd
-    ffn = 2 * n_ff * n_tok * f32
-    if model.is_moe and model.expert_used_count:
-        n_ff_e = model.expert_feed_forward_length or n_ff // max(1, model.expert_used_count)
-        ffn = max(ffn, 2 * n_ff_e * model.expert_used_count * n_tok * f32
-                  + (model.expert_count or 0) * n_tok * f32 * 3)
-    if any(model.recurrent_layers):
-        if model.ssm_inner_size:  # mamba-style: in_proj (x, z, B, C, dt), conv input, scan output
-            d_in, groups = model.ssm_inner_size, (model.ssm_group_count or 1) * (model.ssm_state_size or 0)
-            attn = max(attn, (3 * d_in + 2 * groups) * n_tok * f32 + (model.recurrent_s_size or 0) * f32)
-        else:  # short convolution (lfm2): in_proj (3 x n_embd), conv input and output
-            attn = max(attn, 5 * n_embd * n_tok * f32)
-    # the masks live until the last layer's attention; the output phase comes after them
-    layers = inputs + residual + max(attn, ffn)
-    output = n_vocab * n_tok * f32 + residual
-    return int(max(layers, output) * COMPUTE_MARGIN)
+        casts = [_a(n_kv * n_stream * g.heads_kv * h * 2)
+                 for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)) if t == "f32"]
+        return max(span, 2 * g.e + 2 * g.q + sum(casts))
+    return max(span, 2 * g.e + 2 * g.q + _a(n_kv * g.n_tok * g.n_head * F32))
+
+
+def _mla_span(model: ModelFacts, cfg: Config, g: _Shapes, n_kv: int, n_stream: int) -> int:
+    """MLA attention (deepseek2 graph): the layer input and its norm, the Q projection (n_head x (nope +
+    rope), taken as 3 x rope: DeepSeek's 128 + 64, the facts do not carry it), its RoPE'd part, the no-RoPE
+    part absorbed into the latent space (n_head x kv_lora_rank) and their concatenation, the absorbed Q
+    (n_head x (kv_lora_rank + rope)), which the freed pieces cannot hold; then the KQ scores and a
+    contiguous copy of one layer's latent V without flash attention, or the f16 copies of an f32 cache."""
+    rope = model.rope_dim or 0
+    q_b, q_pe = (_a(g.n_head * n * rope * g.n_tok * F32) for n in (3, 1))
+    span = 2 * g.e + q_b + q_pe + g.o + g.q
+    holes = g.e + q_b + q_pe + g.o  # freed by the time the cache is read
+    if not cfg.flash_attn:
+        v_cont = _a(n_kv * n_stream * (model.kv_lora_rank or 0) * (4 if cfg.cache_type_k == "f32" else 2))
+        return span + _a(n_kv * g.n_tok * g.n_head * F32) + (v_cont if v_cont > holes else 0)
+    for t, h in ((cfg.cache_type_k, g.hk), (cfg.cache_type_v, g.hv)):
+        cast = _a(n_kv * n_stream * h * 2) if t == "f32" else 0
+        if cast <= holes:
+            holes -= cast
+        else:
+            span += cast
+    return span
+
+
+def _ffn_span(model: ModelFacts, g: _Shapes) -> int:
+    """FFN block: the FFN input (in place of the attention output, whose slot lies above the layer input
+    and the freed attention pieces) and its norm, gate, up and GLU output of width u each (a GLU output no
+    wider than the hidden state takes the freed norm's slot), then the down projection d where the freed
+    gate + up cannot hold it. MoE: u covers the used experts (ggml_mul_mat_id), d is one hidden state per
+    used expert (summed afterwards); the router's small tensors keep the slot below the FFN input."""
+    spans = []
+    moe = model.is_moe and model.expert_used_count
+    if not moe or not model.expert_bytes or not all(model.expert_bytes):  # dense layers (deepseek2's first)
+        spans.append((2 * g.e if g.f > 2 * g.e else g.e, g.f, g.e))
+    if moe:
+        used = model.expert_used_count or 1
+        fe = model.expert_feed_forward_length or (model.feed_forward_length or 0) // used
+        q = g.q if not model.mla else g.e  # MLA's absorbed Q leaves a hole the attention output takes
+        spans.append((g.e + max(g.e, q), _a(fe * used * g.n_tok * F32), used * g.e))
+    return max(p + g.e + 3 * u - (u if u <= g.e else 0) + (d if d > 2 * u else 0) for p, u, d in spans)
+
+
+def _recurrent_span(model: ModelFacts, g: _Shapes) -> int:
+    """Recurrent blocks: mamba-style in_proj / conv / scan, or lfm2's short convolution."""
+    if not any(model.recurrent_layers):
+        return 0
+    if model.ssm_inner_size:
+        d_in, groups = model.ssm_inner_size, (model.ssm_group_count or 1) * (model.ssm_state_size or 0)
+        return 2 * g.e + _a((3 * d_in + 2 * groups) * g.n_tok * F32) + _a((model.recurrent_s_size or 0) * F32)
+    # short convolution: the layer input, in_proj (b, c, x), b * x in the freed norm's slot, the
+    # state-prefixed conv input, then the conv output in b * x's slot
+    return g.e + 3 * g.e + g.e + g.e

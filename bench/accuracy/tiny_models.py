@@ -28,6 +28,7 @@ class Spec:
     n_ctx_train: int = 8192
     extra: dict[str, Any] = field(default_factory=dict)
     vocab: int = VOCAB
+    tied: bool = False  # no output.weight: the head reuses token_embd (Qwen3-0.6B, gemma)
     matrix_type: str = "F16"  # deepseek2's MLA graph needs F32 weights on the CPU backend at these sizes
     build: Callable[[Spec, Callable[[str, tuple[int, ...]], None]], None] | None = None
 
@@ -79,7 +80,7 @@ def _common(spec: Spec, add: Callable[[str, tuple[int, ...]], None], output: boo
 
 def build_dense(spec: Spec, add: Callable[[str, tuple[int, ...]], None]) -> None:
     gemma = spec.arch.startswith("gemma")
-    _common(spec, add, output=not gemma)
+    _common(spec, add, output=not gemma and not spec.tied)
     for il in range(spec.n_layer):
         _attn(spec, add, il, qk_norm=spec.arch in ("gemma3", "qwen3"), post_norm=gemma)
         _ffn(spec, add, il)
@@ -164,6 +165,24 @@ def specs() -> list[Spec]:
              matrix_type="F32", build=build_deepseek2),
         Spec("lfm2-hybrid", "lfm2", n_layer=4, n_head=4, n_head_kv=[0, 2, 0, 2], head_dim=256, n_embd=1024,
              extra={"shortconv.l_cache": 3}, build=build_lfm2),
+    ] + small_real_specs()
+
+
+def small_real_specs() -> list[Spec]:
+    """Models with the widths and vocabularies of real small models (few layers: the compute buffer of the
+    worst-case ubatch does not grow with the layer count), so the output phase is sized as in practice."""
+    return [
+        Spec("smollm2-135m", "llama", n_layer=2, n_embd=576, n_head=9, n_head_kv=3, head_dim=64, n_ff=1536,
+             vocab=49152, extra={"rope.dimension_count": 64}, build=build_dense),
+        Spec("qwen3-0.6b", "qwen3", n_layer=2, n_embd=1024, n_head=16, n_head_kv=8, head_dim=128, n_ff=3072,
+             vocab=151936, tied=True, build=build_dense),
+        Spec("gemma3-1b-v32k", "gemma3", n_layer=6, n_embd=1152, n_head=4, n_head_kv=1, head_dim=256, n_ff=6912,
+             vocab=32000, extra={"attention.sliding_window": 512}, build=build_dense),
+        Spec("qwen3moe-v32k", "qwen3moe", n_layer=2, n_embd=512, n_head=8, n_head_kv=4, head_dim=64, n_ff=1024,
+             vocab=32000, extra={"expert_count": 64, "expert_used_count": 8, "expert_feed_forward_length": 256},
+             build=build_qwen3moe),
+        Spec("lfm2-v65k", "lfm2", n_layer=4, n_embd=1024, n_head=16, n_head_kv=[0, 8, 0, 8], head_dim=64,
+             n_ff=4608, vocab=65536, extra={"shortconv.l_cache": 3}, build=build_lfm2),
     ]
 
 
