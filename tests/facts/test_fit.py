@@ -212,12 +212,25 @@ def test_more_memory_never_gives_less(vram, extra, moe):
     assert big["fit_max_gpu_layers"] >= small["fit_max_gpu_layers"]
     g_small = guard(discrete(vram), model, {"backend": "cuda"})
     g_big = guard(discrete(vram + extra), model, {"backend": "cuda"})
-    if g_small.fits:  # more memory: a placement at least as good (full offload first), then at least the context
-        a, b = g_small.placement, g_big.placement
+    if g_small.fits:  # more memory: never a worse tier of the guard's order, within a tier never worse
         assert g_big.fits
-        assert (b.gpu_layers, -b.experts_cpu) >= (a.gpu_layers, -a.experts_cpu) or b.full
-        if a.full and b.full and g_small.trades == g_big.trades:
+        tier_small, tier_big = _tier(g_small), _tier(g_big)
+        assert tier_big <= tier_small
+        if tier_big == tier_small:
+            q8_small, q8_big = (g.params["cache_type_k"] == "q8_0" for g in (g_small, g_big))
             assert g_big.params["ctx_size"] >= g_small.params["ctx_size"]
+            if tier_big == 0:
+                assert q8_big <= q8_small  # f16 at the need before q8_0
+            if q8_big == q8_small and g_big.params["ctx_size"] == g_small.params["ctx_size"]:
+                a, b = g_small.placement, g_big.placement
+                assert (b.gpu_layers, -b.experts_cpu) >= (a.gpu_layers, -a.experts_cpu)
+
+
+def _tier(g) -> int:
+    """The guard's order for a scenario that is not a hard need: the need on the GPU, the most context on the
+    GPU, the need with MoE experts / layers on the CPU, the floor with them."""
+    full, at_need = g.placement.full, g.params["ctx_size"] >= g.need
+    return 0 if full and at_need else 1 if full else 2 if at_need else 3
 
 
 @pytest.mark.parametrize("name", ["apple-m3-max-64gb-macos", "cpu-only-linux", "radeon-780m-laptop-windows",
