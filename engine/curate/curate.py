@@ -106,8 +106,12 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
                     continue
                 value, margin, noise, ev = p
                 decisions.append(choice(param, value, backend, margin, noise, ev, prio))
+    from engine.curate.model_rules import model_choices
+
+    decisions += model_choices(kept, protos, decisions)
     return CurationResult(rows=kept, protos=protos, duplicates=dups, outliers=outliers, decisions=decisions,
                           skipped=skipped)
+
 
 def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)

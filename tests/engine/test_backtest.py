@@ -97,9 +97,13 @@ def test_recommend_uses_curated_evidence_for_strix_halo():
                           source="system-info:test")
     model = resolve_model_spec("Qwen3-30B-A3B-Instruct-2507-GGUF")
     chat = recommend(hw, model, scenario="chat", memory_fit=False)
+    # correctness beats speed: ROCm on gfx1151 gives wrong output past ~4-5K prompt tokens (Lemonade #3610)
     assert chat.decisions["backend"].value == "vulkan"
-    assert chat.decisions["backend"].rule_id.startswith("cur-amd-rdna3.5-gfx1151-unified-128gb-bw2-")
+    assert chat.decisions["backend"].rule_id == "known-failure-rocm-gfx1151-long-prompt-wrong-output"
+    # the expected speed is still the curated measurement of the chosen backend
     assert chat.expected is not None and chat.expected.metric == "tg128" and chat.expected.tokens_per_s > 0
+    assert chat.expected.rule_id.startswith("cur-amd-rdna3.5-gfx1151-unified-128gb-bw2-")
     assert chat.expected.runner_up["value"] == "rocm"
     coding = recommend(hw, model, scenario="coding", memory_fit=False)
-    assert coding.decisions["backend"].value == "rocm" and coding.decisions["ubatch"].value == 2048
+    assert coding.decisions["backend"].value == "vulkan"  # ROCm's faster prompt processing is not correct there
+    assert coding.decisions["ubatch"].rule_id.startswith("cur-")  # curated parameters for the chosen backend

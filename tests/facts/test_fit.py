@@ -84,8 +84,8 @@ def test_unified_budget_capped_by_free_ram():
 
 def test_fit_context_keys_and_values():
     facts = fit_context(discrete(24), dense_8b())
-    assert set(facts) == {"fit_full_offload", "fit_max_ctx", "fit_max_gpu_layers", "gpu_budget_gib"}
-    assert facts["fit_full_offload"] is True
+    assert set(facts) == {"fit_full_offload", "fit_max_ctx", "fit_max_gpu_layers", "gpu_budget_gib", "fit_devices"}
+    assert facts["fit_full_offload"] is True and facts["fit_devices"] == 1
     assert facts["fit_max_ctx"] == 40960  # capped at the trained context
     assert facts["fit_max_gpu_layers"] == 36
     assert facts["gpu_budget_gib"] == 23.0
