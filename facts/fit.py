@@ -19,6 +19,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from facts._estimate import CACHE_TYPES, MIB, Config, Estimate, cache_refusals, layer_count
+from facts._loaded import loaded_components
 from facts._placement import (
     ALL_LAYERS,
     EMBEDDING_FLOOR_CTX,
@@ -89,6 +90,7 @@ def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float |
     cfg = Config()
     n_layer = layer_count(model)
     floor, cap = floor_ctx(model), cap_ctx(model)
+    model, _ = loaded_components(model, replace(cfg, ctx_size=floor))
     plan = plan_devices(hw, model, None, replace(cfg, ctx_size=floor))
     check = Checker(hw, model, cpu_only=False, plan=plan)
     out: dict[str, int | float | bool] = {}
@@ -222,6 +224,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     changed: dict[str, tuple[Any, Any, str]] = {}
     concrete: dict[str, Any] = dict(params)
     base = _config(params, model, changed, concrete)
+    model, loaded = loaded_components(model, replace(base, ctx_size=_want(params, model, need)))
     backend = params.get("backend")
     cpu_only = backend == "cpu"
     plan = None if cpu_only else plan_devices(hw, model, backend, replace(base, ctx_size=_want(params, model, need)),
@@ -239,6 +242,10 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     else:
         want = min(need or cap, cap)
         lo = min(floor, want)
+        if not base.kv_unified and base.parallel > 1:  # -np N without -kvu: each slot gets ctx / N
+            want *= base.parallel
+            loaded.append(f"{base.parallel} slots with a KV cache each (-np {base.parallel}, no -kvu): the "
+                          f"context is {base.parallel} x {want // base.parallel} so that every slot gets the need")
     want = max(want, lo)
     options = _kv_options(base, params, model, user)
     explicit = None
@@ -293,7 +300,7 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     _device_params(concrete, changed, params, plan, user)
     est = p.estimate
     parts = check.parts(est) if plan is not None else ()
-    notes = (*notes_pre, *_notes(est, check, fits, p, placed_by, trades), *_device_notes(check, plan, parts))
+    notes = (*notes_pre, *_notes(est, check, fits, p, placed_by, trades), *loaded, *_device_notes(check, plan, parts))
     return Fit(params=concrete, changed=changed, notes=notes, estimate=est, estimated=est.estimated, fits=fits,
                budget_bytes=(check.gpu or check.ram).bytes, placement=p, placed_by=placed_by, need=want,
                trades=tuple(trades), conflicts=tuple(conflicts), plan=plan, device_parts=parts)

@@ -251,3 +251,13 @@ def test_expected_speed_prefers_evidence_measured_on_the_models_class():
     assert (e.rule_id, e.tokens_per_s, e.scope) == ("huge-moe", 12.5, "model class")
     e = recommend(hw, MODEL, rulebook=book, memory_fit=False).expected  # dense: only the all-models rule
     assert (e.rule_id, e.tokens_per_s, e.scope) == ("all-models", 91.0, "all models")
+
+
+def test_parallel_is_chosen_per_scenario():
+    """long-context: one slot (the whole context for the one request); chat: llama.cpp's auto slots."""
+    _, hw = sysinfo("rx-7900-xtx-desktop-linux.json")
+    long = recommend(hw, MODEL, scenario="long-context")
+    assert long.decisions["parallel"].value == 1 and long.decisions["parallel"].rule_id == "family-long-context-one-slot"
+    assert "-np 1" in long.recipe_options()["llamacpp_args"]
+    chat = recommend(hw, MODEL, scenario="chat")
+    assert chat.decisions["parallel"].value == "default"

@@ -225,3 +225,28 @@ def test_more_memory_never_gives_less(vram, extra, moe):
 def test_fit_context_on_lemonade_machines(name):
     facts = fit_context(hw_of(name), moe_30b())
     assert facts["fit_max_ctx"] >= 4096 and facts["fit_max_ctx"] % 256 == 0
+
+
+def test_per_slot_kv_without_kvu_gives_every_slot_the_need():
+    """-np 4 without -kvu: llama.cpp gives each slot ctx / 4, so the context is 4 x the need (and its KV counts)."""
+    hw, model = discrete(48), dense_8b()
+    shared = guard(hw, model, {"backend": "vulkan", "parallel": 4, "kv_unified": "on"}, need=8192)
+    split = guard(hw, model, {"backend": "vulkan", "parallel": 4, "kv_unified": "off"}, need=8192)
+    assert shared.params["ctx_size"] == 8192 and split.params["ctx_size"] == 4 * 8192
+    assert split.estimate.n_stream == 4 and split.estimate.kv_cells == 8192  # 4 streams of 8192 cells
+    assert split.estimate.kv_bytes == 4 * shared.estimate.kv_bytes
+    assert any("4 slots with a KV cache each" in n for n in split.notes)
+
+
+def test_a_projector_and_mtp_layers_count_before_they_are_downloaded():
+    from facts.registry import resolve_model_spec
+
+    hw = discrete(24)
+    vision = resolve_model_spec("Gemma-3-4b-it-GGUF")  # Lemonade passes --mmproj: the projector loads too
+    f = guard(hw, vision, {"backend": "vulkan"}, need=8192)
+    assert f.estimate.mmproj_bytes == GIB and any("projector" in n and "estimated" in n for n in f.notes)
+    mtp = resolve_model_spec("Qwen3.6-27B-MTP-GGUF")  # label mtp: Lemonade adds --spec-type draft-mtp
+    g = guard(hw, mtp, {"backend": "vulkan"}, need=8192)
+    assert g.estimate.draft_bytes > 0 and any("MTP draft context" in n for n in g.notes)
+    plain = guard(hw, mtp.model_copy(update={"labels": ()}), {"backend": "vulkan"}, need=8192)
+    assert plain.estimate.total_bytes < g.estimate.total_bytes
