@@ -97,17 +97,24 @@ class Obs:
     source: str = ""
 
 
+def _arch(o: Obs | Group) -> str:
+    """The architecture term's key: a machine of unknown architecture gets one of its own, and a group's empty
+    architecture (a GPU nobody measured) matches none."""
+    machine = getattr(o, "machine", "")
+    return o.arch or (f"machine:{machine}" if machine else "")
+
+
 def _keys(o: Obs | Group, backend: str) -> dict[str, tuple]:
     b, ph = backend, o.phase
     return {"base": (b, ph), "vendor": (b, ph, o.vendor, o.memclass), "family": (b, ph, o.vendor, o.family),
-            "arch": (b, ph, o.vendor, o.arch), "precision": (b, ph, o.precision), "moe": (b, ph, o.moe),
+            "arch": (b, ph, o.vendor, _arch(o)), "precision": (b, ph, o.precision), "moe": (b, ph, o.moe),
             "fam_prec": (b, ph, o.vendor, o.family, o.precision)}
 
 
 def _pair_keys(o: Obs | Group, a: str, b: str) -> dict[str, tuple]:
     """Terms of the same-machine log ratio a/b: vendor-wide, then family, architecture, memory class, model."""
     base = (o.vendor, a, b, o.phase)
-    return {"base": base, "vendor": (*base, o.memclass), "family": (*base, o.family), "arch": (*base, o.arch),
+    return {"base": base, "vendor": (*base, o.memclass), "family": (*base, o.family), "arch": (*base, _arch(o)),
             "precision": (*base, o.precision), "moe": (*base, o.moe), "fam_prec": (*base, o.family, o.precision)}
 
 

@@ -113,7 +113,13 @@ def model_choices(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], mea
 
     obs = observations(rows, protos)
     cal = perf.fit(obs)
-    prov = _provenance([r for r in rows if r.cfg[0] not in ("cpu", "system")])
+    by_machine: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_machine[r.cell[0]].append(r)
+
+    def prov(rank: perf.Ranking) -> dict:  # the rows of the same-machine comparisons behind the ranking
+        pair = (rank.winner.backend, rank.runner_up.backend)
+        return _provenance([r for m in rank.machines for r in by_machine.get(m, ()) if r.cfg[0] in pair])
     out: list[Choice] = []
     exclusions = known_exclusions()
     for (vendor, family, memclass), archs in _groups(protos).items():
@@ -142,7 +148,7 @@ def _measured(cal: perf.Calibration, backend: str, vendor: str, family: str) -> 
 
 
 def _choice(choice_cls, rank: perf.Ranking, g: perf.Group, scen: str, vendor: str, family: str, memclass: str,
-            precision: str, moe: bool, cal: perf.Calibration, prov: dict, counts: dict[str, int]):
+            precision: str, moe: bool, cal: perf.Calibration, prov, counts: dict[str, int]):
     """The rule's choice: the predicted winner beyond the noise; inside it the backend with fewer known failures
     on this group (none when both have as many: the family rules or Lemonade's order decide)."""
     need = max(MIN_WIN, NOISE_FACTOR * rank.sigma)
@@ -167,7 +173,7 @@ def _choice(choice_cls, rank: perf.Ranking, g: perf.Group, scen: str, vendor: st
              "spread": round(chosen.spread, 4), "machines": machines[:8], "rows": cal.rows, "pairs": cal.pairs,
              "inside_noise": not beyond}
     ev = {"kind": "model", "n": chosen.rows, "metric": f"predicted {g.phase}", "spread": round(rank.sigma, 4),
-          "runner_up": {"value": other.backend, "n": other.rows}, **prov,
+          "runner_up": {"value": other.backend, "n": other.rows}, **prov(rank),
           "note": f"performance model: {why}", "basis": basis}
     hw = (("family", family), ("memclass", memclass), ("vendor", vendor))
     model = (("precision", precision), ("moe", moe))
