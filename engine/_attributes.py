@@ -103,6 +103,7 @@ CONTEXT_ATTRIBUTES: Mapping[str, Attribute] = MappingProxyType({a.name: a for a 
     _A("fit_max_ctx", "int"),
     _A("fit_max_gpu_layers", "int"),
     _A("gpu_budget_gib", "float"),
+    _A("fit_devices", "int"),  # GPUs the memory fit places the model on (several: a layer split over them)
     _A("scenario", "str"),
     _A("backend", "str", BACKENDS),
 )})

@@ -16,6 +16,7 @@ _FIT_KEYS: Mapping[str, type] = {
     "fit_max_ctx": int,
     "fit_max_gpu_layers": int,
     "gpu_budget_gib": float,
+    "fit_devices": int,
 }
 
 

@@ -57,6 +57,8 @@ class Evidence:
     builds: str | None = None
     dates: str | None = None
     note: str | None = None
+    kind: str = "measured"  # "model": derived from the performance model; `basis` says what calibrated it
+    basis: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -192,9 +192,34 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
         archetype=archetype, recipe=recipe.name, scenario=scenario,
         decisions=MappingProxyType({p: decisions[p] for p in recipe.parameters if p in decisions}),
         trace=rec.freeze(), evaluator=ev.name, rulebook=book.name, rulebook_digest=book.digest,
-        expected=_expected(backend.value, tuple(matched1)) if fits else None, context=MappingProxyType(context2),
+        expected=_expected(backend.value, tuple(matched1), hw, model) if fits else None,
+        context=MappingProxyType(context2),
         matched=tuple(by_id), rules=book.rules, memory=guarded.verdict, warnings=guarded.warnings,
     )
+
+
+def _predicted(rule: Rule, backend: str, hw: HardwareFacts, model: ModelFacts) -> Expected | None:
+    """tokens/s = the roof of this GPU and model (facts.perf.roofline) x the efficiency the rule's basis carries."""
+    from facts import perf
+    from facts.memory import gpu_budget
+    from facts.modelclass import precision
+
+    ev = rule.evidence
+    basis = ev.basis or {}
+    eff = basis.get("efficiency") or {}
+    budget = gpu_budget(hw)
+    gpu = hw.gpus[budget.index] if budget is not None and budget.index is not None else None
+    phase = str(basis.get("phase", "tg"))
+    tokens = perf.bytes_per_token(model.params_b, model.active_params_b, model.quant, precision(model.quant),
+                                  model.file_bytes)
+    roof = perf.roofline(phase, gpu.bandwidth_gbs if gpu is not None else None, tokens,
+                         model.active_params_b or model.params_b)
+    if roof is None or backend not in eff:
+        return None
+    other = next((b for b in eff if b != backend), None)
+    runner = {"value": other, "median_tps": round(roof * eff[other], 2)} if other else None
+    return Expected(round(roof * eff[backend], 2), f"predicted {phase}", ev.n, basis.get("spread"), runner,
+                    tuple(ev.sources), rule.id, rule.source, ev.note, "performance model")
 
 
 # context attributes that describe the model: evidence of a rule conditioned on one of them is model-specific
@@ -202,12 +227,18 @@ MODEL_ATTRIBUTES = frozenset({"architecture", "quant", "precision", "size_class"
                               "active_params_b", "file_gib", "moe", "embedding", "reranker", "trained_ctx"})
 
 
-def _expected(backend: str, matched: tuple[Rule, ...]) -> Expected | None:
+def _expected(backend: str, matched: tuple[Rule, ...], hw: HardwareFacts | None = None,
+              model: ModelFacts | None = None) -> Expected | None:
     """Expected speed: the evidence of the highest-salience matching rule that chose this backend, preferring
-    rules conditioned on the model (their numbers were measured on models of this class)."""
+    rules conditioned on the model (their numbers were measured on models of this class); else the performance
+    model's prediction for this GPU and model from a rule derived from it (evidence kind `model`)."""
     with_speed = [r for r in matched if r.set.get("backend") == backend and r.evidence is not None
                   and not r.evidence.none and r.evidence.median_tps is not None]
     if not with_speed:
+        derived = [r for r in matched if r.set.get("backend") == backend and r.evidence is not None
+                   and r.evidence.kind == "model" and r.evidence.basis]
+        if derived and hw is not None and model is not None:
+            return _predicted(max(derived, key=lambda r: (r.salience, r.id)), backend, hw, model)
         return None
     specific = [r for r in with_speed if any(c.attr in MODEL_ATTRIBUTES for c in r.when)]
     rule = max(specific or with_speed, key=lambda r: (r.salience, r.id))

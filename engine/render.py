@@ -56,6 +56,7 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
         "recipe_options": rec.recipe_options(),
         "decisions": {p: decision_dict(d) for p, d in rec.decisions.items()},
         "expected": rec.expected.to_dict() if rec.expected else None,
+        "evidence": _evidence(rec),
         "memory": rec.memory.to_dict() if rec.memory else None,
         "warnings": list(rec.warnings),
         "rulebook": rec.rulebook,
@@ -105,6 +106,20 @@ def skip_events(rec: Recommendation) -> tuple[TraceEvent, ...]:
     return tuple(events)
 
 
+def _evidence(rec: Recommendation) -> dict[str, Any]:
+    """Per parameter: the deciding rule's evidence kind, note, sources and (performance model) basis."""
+    by_id = {r.id: r for r in rec.rules}
+    out: dict[str, Any] = {}
+    for p, d in rec.decisions.items():
+        rule = by_id.get(d.rule_id)
+        ev = rule.evidence if rule is not None else None
+        if ev is None or ev.none or not (ev.sources or ev.kind == "model"):
+            continue
+        out[p] = {"kind": ev.kind, "note": ev.note, "sources": list(ev.sources),
+                  "basis": _json_value(dict(ev.basis)) if ev.basis else None}
+    return out
+
+
 def explain_dict(rec: Recommendation, level: str = "decisions") -> dict[str, Any]:
     """Payload of the `explanation` JSON envelope (research/rules-engine.md §3.4 shape)."""
     check_level(level)
@@ -120,6 +135,7 @@ def explain_dict(rec: Recommendation, level: str = "decisions") -> dict[str, Any
         "recipe_options": rec.recipe_options(),
         "params": {p: decision_dict(d, overridden=full) for p, d in rec.decisions.items()},
         "expected": rec.expected.to_dict() if rec.expected else None,
+        "evidence": _evidence(rec),
         "memory": rec.memory.to_dict() if rec.memory else None,
         "warnings": list(rec.warnings),
     }

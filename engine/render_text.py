@@ -47,6 +47,10 @@ def _expected_line(rec: Recommendation) -> str:
                     f"({ev.metric or 'metric unknown'}{n}; {', '.join(ev.sources)})")
         return "expected: no benchmark evidence for this choice"
     n = f", n={e.n}" if e.n is not None else ""
+    if e.scope == "performance model":
+        alt = f"; {e.runner_up['value']} {e.runner_up['median_tps']:g}" if e.runner_up else ""
+        return (f"expected: {e.tokens_per_s:g} tokens/s ({e.metric}, performance model: this GPU's roof x the "
+                f"efficiency calibrated on the data, spread {e.spread or 0:.0%}{alt}) from rule {e.rule_id}")
     scope = "" if e.scope == "model class" else ", median over all models measured on this hardware"
     return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}{scope}) from rule {e.rule_id}"
 
@@ -93,6 +97,18 @@ def _decision_lines(d: Decision, full: bool) -> list[str]:
     return lines
 
 
+def _evidence_lines(rule: Any) -> list[str]:
+    """What a deciding rule rests on: a performance-model prediction or a reported failure, with its sources."""
+    ev = rule.evidence if rule is not None else None
+    if ev is None or ev.none or not (ev.sources or ev.kind == "model"):
+        return []
+    if ev.kind == "model":
+        return [f"    evidence: {ev.note or 'performance model'}"]
+    if ev.median_tps is None:  # a known failure (or a measurement without tokens/s): what and where reported
+        return [f"    evidence: {ev.note or ev.metric or 'reported'}; sources: {', '.join(ev.sources)}"]
+    return []
+
+
 def explain_text(rec: Recommendation, level: str = "decisions") -> str:
     """The indented explanation; `full` adds matches, overridden candidates and notes; `why-not` adds misses."""
     check_level(level)
@@ -105,8 +121,10 @@ def explain_text(rec: Recommendation, level: str = "decisions") -> str:
     lines += _options_lines(rec, "  ")
     lines += _memory_lines(rec, "  ")
     lines.append("decisions")
+    by_id = {r.id: r for r in rec.rules}
     for d in rec.decisions.values():
         lines += _decision_lines(d, full)
+        lines += _evidence_lines(by_id.get(d.rule_id))
     lines.append(_expected_line(rec))
     if full:
         lines.append("context")

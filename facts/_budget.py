@@ -1,4 +1,4 @@
-"""Per-device memory budgets for one model: VRAM, APU carve-out + GTT, Apple working set, RAM."""
+"""Per-device memory budgets for one model: VRAM, APU carve-out + GTT, Apple working set, RAM (one per GPU)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class Budget:
     bytes: int
     device: str  # "gpu" | "unified" | "cpu"
     explain: str
+    index: int | None = None  # the GPU's position in HardwareFacts.gpus (None: RAM, or a sum of GPUs)
+    label: str = ""  # the GPU's name, for notes and `engine memory`
 
     @property
     def gib(self) -> float:
@@ -53,13 +55,33 @@ def _primary_gpu(hw: HardwareFacts) -> GPU | None:
 
 
 def gpu_budget(hw: HardwareFacts, margin: int = DEFAULT_MARGIN) -> Budget | None:
-    """The GPU memory one model may use: VRAM (discrete), carve-out + GTT (AMD APU), working set (Apple).
-
-    Unified memory is capped by free system RAM; memory already in use (free_bytes) is respected.
-    """
+    """The GPU memory one model may use on the primary GPU: VRAM (discrete), carve-out + GTT (AMD APU),
+    working set (Apple). Unified memory is capped by free system RAM; memory already in use (free_bytes) is
+    respected. device_budgets gives every GPU's."""
     g = _primary_gpu(hw)
     if g is None:
         return None
+    return budget_of(hw, g, margin)
+
+
+def _has_memory(hw: HardwareFacts, g: GPU) -> bool:
+    return bool(g.dedicated_bytes or g.shared_bytes) or bool((g.unified or g.integrated) and hw.memory.total_bytes)
+
+
+def device_budgets(hw: HardwareFacts, margin: int = DEFAULT_MARGIN) -> tuple[Budget, ...]:
+    """One budget per GPU a model may be placed on (llama.cpp's --fit-target margin on each), in the order
+    of HardwareFacts.gpus. A display-only iGPU (a 2-CU desktop iGPU) is left out next to a GPU with memory."""
+    gpus = [(i, g) for i, g in enumerate(hw.gpus) if _has_memory(hw, g)]
+    if any(g.device_class != "display-igpu" for _, g in gpus):
+        gpus = [(i, g) for i, g in gpus if g.device_class != "display-igpu"]
+    return tuple(budget_of(hw, g, margin, index=i) for i, g in gpus)
+
+
+def budget_of(hw: HardwareFacts, g: GPU, margin: int = DEFAULT_MARGIN, *, index: int | None = None) -> Budget:
+    """One GPU's budget (see gpu_budget)."""
+    if index is None:
+        index = next((i for i, x in enumerate(hw.gpus) if x is g), None)
+    label = g.marketing_name or g.name
     unified = bool(g.unified or g.integrated)
     if unified:
         if not g.dedicated_bytes and not g.shared_bytes:
@@ -77,9 +99,9 @@ def gpu_budget(hw: HardwareFacts, margin: int = DEFAULT_MARGIN) -> Budget | None
         ram = hw.memory.available_bytes
         if ram is not None and ram + (g.dedicated_bytes or 0) < pool:
             pool, what = ram + (g.dedicated_bytes or 0), f"free RAM {_gib(ram)} + carve-out"
-        return Budget(max(0, pool - margin), "unified", f"{what} − margin {_gib(margin)}")
+        return Budget(max(0, pool - margin), "unified", f"{what} − margin {_gib(margin)}", index, label)
     vram = g.dedicated_bytes or 0
     what = f"VRAM {_gib(vram)}"
     if g.free_bytes is not None and g.free_bytes < vram:
         vram, what = g.free_bytes, f"free VRAM {_gib(g.free_bytes)}"
-    return Budget(max(0, vram - margin), "gpu", f"{what} − margin {_gib(margin)}")
+    return Budget(max(0, vram - margin), "gpu", f"{what} − margin {_gib(margin)}", index, label)

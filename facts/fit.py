@@ -19,23 +19,26 @@ from typing import Any
 from cachetools import LRUCache
 
 from facts._estimate import CACHE_TYPES, MIB, Config, Estimate, cache_refusals, layer_count
+from facts._loaded import loaded_components
 from facts._placement import (
     ALL_LAYERS,
     EMBEDDING_FLOOR_CTX,
     FLOOR_CTX,
     UNKNOWN_MAX_CTX,
     Checker,
+    DevicePlan,
     Placement,
     bisect,
     cap_ctx,
     floor_ctx,
     max_ctx,
     place,
+    plan_devices,
 )
 from facts.models import GIB, HardwareFacts, ModelFacts
 
-__all__ = ["ALL_LAYERS", "EMBEDDING_FLOOR_CTX", "FLOOR_CTX", "UNKNOWN_MAX_CTX", "Fit", "Placement", "fit_context",
-           "guard"]
+__all__ = ["ALL_LAYERS", "EMBEDDING_FLOOR_CTX", "FLOOR_CTX", "UNKNOWN_MAX_CTX", "DevicePlan", "Fit", "Placement",
+           "fit_context", "guard"]
 
 DEFAULTS = {"batch": 2048, "ubatch": 512}
 _UNSET = (None, "auto", "default")
@@ -64,6 +67,17 @@ class Fit:
     need: int | None = None  # the context the scenario needs (capped by the trained context)
     trades: tuple[str, ...] = ()  # what was given up to reach the context, in order
     conflicts: tuple[str, ...] = ()
+    plan: DevicePlan | None = None  # the GPUs the model is placed on (None: the CPU backend, no GPU)
+    device_parts: tuple[int, ...] = ()  # the estimate's bytes on each device of the plan
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Per-device placement: name, label, bytes and budget (for `engine memory` and explain)."""
+        if self.plan is None:
+            return []
+        names = self.plan.names or ("",) * len(self.plan.devices)
+        return [{"name": n or None, "label": d.label, "bytes": b, "budget_bytes": d.bytes, "fits": b <= d.bytes,
+                 "share": round(f, 4), "index": d.index}
+                for n, d, b, f in zip(names, self.plan.devices, self.device_parts, self.plan.fractions, strict=True)]
 
 
 def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float | bool]:
@@ -73,13 +87,16 @@ def fit_context(hw: HardwareFacts, model: ModelFacts) -> dict[str, int | float |
         hit = _cache.get(key)
     if hit is not None:
         return dict(hit)
-    check = Checker(hw, model, cpu_only=False)
     cfg = Config()
     n_layer = layer_count(model)
     floor, cap = floor_ctx(model), cap_ctx(model)
+    model, _ = loaded_components(model, replace(cfg, ctx_size=floor))
+    plan = plan_devices(hw, model, None, replace(cfg, ctx_size=floor))
+    check = Checker(hw, model, cpu_only=False, plan=plan)
     out: dict[str, int | float | bool] = {}
     if check.gpu is not None:
         out["gpu_budget_gib"] = round(check.gpu.gib, 2)
+        out["fit_devices"] = max(1, len(check.devices))
         out["fit_full_offload"] = check.ok(check.estimate(replace(cfg, ctx_size=FLOOR_CTX)))
         best = max_ctx(check, cfg, floor, cap)
         out["fit_max_ctx"] = best if best is not None else floor
@@ -207,7 +224,14 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     changed: dict[str, tuple[Any, Any, str]] = {}
     concrete: dict[str, Any] = dict(params)
     base = _config(params, model, changed, concrete)
-    check = Checker(hw, model, params.get("backend") == "cpu")
+    model, loaded = loaded_components(model, replace(base, ctx_size=_want(params, model, need)))
+    backend = params.get("backend")
+    cpu_only = backend == "cpu"
+    plan = None if cpu_only else plan_devices(hw, model, backend, replace(base, ctx_size=_want(params, model, need)),
+                                              names=tuple(params.get("device") or ()) if "device" in user else ())
+    check = Checker(hw, model, cpu_only, plan)
+    if check.gpu is None:
+        plan = None
     n_layer = layer_count(model)
     floor, cap = floor_ctx(model), cap_ctx(model)
     ctx_in, ngl_in, moe_in = (params.get(p, "auto") for p in ("ctx_size", "n_gpu_layers", "n_cpu_moe"))
@@ -218,14 +242,20 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
     else:
         want = min(need or cap, cap)
         lo = min(floor, want)
+        if not base.kv_unified and base.parallel > 1:  # -np N without -kvu: each slot gets ctx / N
+            want *= base.parallel
+            loaded.append(f"{base.parallel} slots with a KV cache each (-np {base.parallel}, no -kvu): the "
+                          f"context is {base.parallel} x {want // base.parallel} so that every slot gets the need")
     want = max(want, lo)
     options = _kv_options(base, params, model, user)
     explicit = None
     if _fixed(ngl_in) or (model.is_moe and _fixed(moe_in)):  # a placement a rule or the user set
         explicit = (ALL_LAYERS if ngl_in in _UNSET or ngl_in == "all" else int(ngl_in),
                     int(moe_in) if model.is_moe and _fixed(moe_in) else 0)
+    split = plan is not None and plan.pinned and plan.mode == "split"  # --tensor-split turns llama.cpp's fit off
+
     def placed(explicit: tuple[int, int] | None) -> str:
-        return "cpu" if check.gpu is None else "flags" if explicit or placement == "flags" else "fit"
+        return "cpu" if check.gpu is None else "flags" if explicit or placement == "flags" or split else "fit"
 
     placed_by = placed(explicit)
     notes_pre: list[str] = []
@@ -236,10 +266,10 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
         notes_pre.append("the rule's GPU layers / MoE placement does not fit; placement left to llama.cpp's fit")
         explicit = None
         placed_by = placed(explicit)
-        for name in ("n_gpu_layers", "n_cpu_moe"):
-            if _fixed(params.get(name, "auto")):
-                changed[name] = (params[name], "default", "does not fit; llama.cpp's --fit places it")
-                concrete[name] = "default"
+        for name, value in (("n_gpu_layers", ngl_in), ("n_cpu_moe", moe_in)):
+            if _fixed(value):
+                changed[name] = (value, "default", "does not fit; llama.cpp's --fit places it")
+                concrete[name] = ngl_in = moe_in = "default"
         chosen = _Search(check, model, options, None).run(want, lo, spill_at_need=hard_need or keep_ctx,
                                                           keep_ctx=keep_ctx)
     fits = chosen is not None
@@ -272,11 +302,49 @@ def guard(hw: HardwareFacts, model: ModelFacts, params: Mapping[str, Any], *, ne
         conflicts += [f"{name}={params[name]} does not fit ({what})" for name in sorted(user)
                       if name in ("ctx_size", "n_gpu_layers", "n_cpu_moe", "parallel")]
     _placement_params(concrete, changed, params, p, placed_by, model, user)
+    _device_params(concrete, changed, params, plan, user)
     est = p.estimate
-    notes = (*notes_pre, *_notes(est, check, fits, p, placed_by, trades))
+    parts = check.parts(est) if plan is not None else ()
+    notes = (*notes_pre, *_notes(est, check, fits, p, placed_by, trades), *loaded, *_device_notes(check, plan, parts))
     return Fit(params=concrete, changed=changed, notes=notes, estimate=est, estimated=est.estimated, fits=fits,
                budget_bytes=(check.gpu or check.ram).bytes, placement=p, placed_by=placed_by, need=want,
-               trades=tuple(trades), conflicts=tuple(conflicts))
+               trades=tuple(trades), conflicts=tuple(conflicts), plan=plan, device_parts=parts)
+
+
+def _want(params: Mapping[str, Any], model: ModelFacts, need: int | None) -> int:
+    """The context the device choice is made for: the one set, else the scenario's need (capped)."""
+    ctx = params.get("ctx_size", "auto")
+    cap = cap_ctx(model)
+    return max(256, int(ctx)) if _fixed(ctx) else max(min(floor_ctx(model), cap), min(need or cap, cap))
+
+
+def _device_params(concrete: dict[str, Any], changed: dict[str, tuple[Any, Any, str]], params: Mapping[str, Any],
+                   plan: DevicePlan | None, user: frozenset[str]) -> None:
+    """device / split_mode / tensor_split: set only where llama.cpp's defaults cannot place the model well
+    (mixed GPUs with known device names); a value set is kept."""
+    if plan is None or not plan.pinned:
+        return
+    want: dict[str, Any] = {"device": plan.names}
+    if plan.mode == "split":
+        want.update(split_mode="layer", tensor_split=plan.tensor_split())
+    for name, value in want.items():
+        old = params.get(name, "default")
+        if name in user or old not in (None, "default", (), []):
+            continue
+        concrete[name] = value
+        changed[name] = (old, value, plan.reason)
+
+
+def _device_notes(check: Checker, plan: DevicePlan | None, parts: tuple[int, ...]) -> tuple[str, ...]:
+    if plan is None or (len(plan.devices) <= 1 and not plan.reason):
+        return ()
+    names = plan.names or ("",) * len(plan.devices)
+    per = "; ".join(f"{n or d.label} ({d.label}) {_g(b)} {'≤' if b <= d.bytes else '>'} {_g(d.bytes)}"
+                    for n, d, b in zip(names, plan.devices, parts, strict=False))
+    lines = [f"devices: {per}"] if len(plan.devices) > 1 or plan.mode == "choose" else []
+    if plan.reason:
+        lines.append(f"device choice: {plan.reason}")
+    return tuple(lines)
 
 
 def _placement_params(concrete: dict[str, Any], changed: dict[str, tuple[Any, Any, str]], params: Mapping[str, Any],

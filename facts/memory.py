@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facts._budget import DEFAULT_MARGIN, Budget, gpu_budget, ram_budget
+from facts._budget import DEFAULT_MARGIN, Budget, device_budgets, gpu_budget, ram_budget
 from facts._estimate import (
     CACHE_TYPES,
     MIB,
@@ -17,7 +17,7 @@ from facts._estimate import (
     row_bytes,
     validate,
 )
-from facts.fit import Fit, Placement, fit_context, guard
+from facts.fit import DevicePlan, Fit, Placement, fit_context, guard
 from facts.models import GIB
 
 __all__ = [
@@ -28,11 +28,13 @@ __all__ = [
     "QUANTISED",
     "Budget",
     "Config",
+    "DevicePlan",
     "Estimate",
     "Fit",
     "Placement",
     "Refusal",
     "cache_refusals",
+    "device_budgets",
     "compute_bytes",
     "estimate",
     "fit_context",

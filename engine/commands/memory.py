@@ -32,6 +32,11 @@ def add_parser(subparsers: Any) -> None:
                      help="one KV buffer shared by all slots (default: on when --parallel is auto)")
     uni.add_argument("-no-kvu", "--no-kv-unified", dest="kv_unified", action="store_false")
     p.add_argument("--swa-full", action="store_true", help="full-size SWA cache")
+    p.add_argument("--system-info", metavar="FILE|-", help="Lemonade system-info: also show where the estimate goes "
+                   "on this machine's GPUs (one line per device, against its own budget)")
+    p.add_argument("--llama-devices", metavar="FILE|-", help="llama-server --list-devices output (device names)")
+    p.add_argument("--backend", choices=("vulkan", "rocm", "cuda", "metal", "cpu"),
+                   help="the llama.cpp backend for the placement (default: the machine's first GPU backend)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -81,6 +86,15 @@ def run(args: argparse.Namespace) -> int:
         "mmproj_bytes": est.mmproj_bytes, "draft_bytes": est.draft_bytes, "total_bytes": est.total_bytes,
         "notes": list(est.notes),
     }
+    fit = _placement(args, model, cfg)
+    if fit is not None:
+        payload["placement"] = {"backend": fit.params.get("backend"), "fits": fit.fits, "placed_by": fit.placed_by,
+                                "mode": fit.plan.mode if fit.plan else "cpu",
+                                "reason": fit.plan.reason if fit.plan else "",
+                                "described": fit.placement.describe() if fit.placement else None,
+                                "devices": fit.devices(), "cpu_bytes": fit.estimate.cpu_bytes if fit.estimate else None,
+                                "flags": {k: list(fit.params[k]) if isinstance(fit.params[k], tuple) else fit.params[k]
+                                          for k in ("device", "split_mode", "tensor_split") if k in fit.changed}}
     if args.json:
         print_json("memory", payload)
         return 0
@@ -107,4 +121,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {n / mib:>12.2f} MiB  {n:>14d} B  {detail}".rstrip())
     for note in est.notes:
         print(f"note: {note}")
+    if fit is not None:
+        _print_placement(payload["placement"])
     return 0
+
+
+def _placement(args: argparse.Namespace, model: Any, cfg: Any) -> Any:
+    """facts.fit.guard on this machine with the flags given (the context as set): per-device placement."""
+    if not (args.system_info or args.llama_devices):
+        return None
+    from engine.context import recipe_backends
+    from engine.inputs import hardware
+    from facts.memory import guard
+
+    hw = hardware(args.system_info, args.llama_devices)
+    avail = recipe_backends(hw, "llamacpp")
+    seen = {n.rstrip("0123456789") for g in hw.gpus for n in g.llama_devices}  # a device report names backends
+    prefix = {"metal": "MTL", "cuda": "CUDA", "vulkan": "Vulkan", "rocm": "ROCm"}
+    backend = args.backend or next((b for b in prefix if b in avail or prefix[b] in seen), "cpu")
+    params = {"backend": backend, "ctx_size": cfg.ctx_size, "batch": cfg.batch, "ubatch": cfg.ubatch,
+              "cache_type_k": cfg.cache_type_k, "cache_type_v": cfg.cache_type_v,
+              "flash_attn": "on" if cfg.flash_attn else "off", "parallel": cfg.parallel,
+              "kv_unified": "on" if cfg.kv_unified else "off"}
+    return guard(hw, model, params, user=frozenset(params) - {"backend"})
+
+
+def _print_placement(p: dict[str, Any]) -> None:
+    gib = 1 << 30
+    print(f"placement on this machine ({p['backend']}): {p['described'] or 'unknown'}"
+          f"{'' if p['fits'] else '  DOES NOT FIT'}")
+    for d in p["devices"]:
+        name = d["name"] or f"GPU {d['index']}"
+        print(f"  {name:<8} {d['label']:<24} {d['bytes'] / gib:>7.2f} GiB of {d['budget_bytes'] / gib:.2f} GiB "
+              f"({d['share']:.0%} of the layers){'' if d['fits'] else '  over budget'}")
+    if p["cpu_bytes"]:
+        print(f"  {'CPU':<8} {'system RAM':<24} {p['cpu_bytes'] / gib:>7.2f} GiB")
+    if p["reason"]:
+        print(f"  device choice: {p['reason']}")
+    for k, v in p["flags"].items():
+        print(f"  {k} = {','.join(v) if isinstance(v, list) else v}")

@@ -1,4 +1,5 @@
-"""Leave-one-model-out backtest: regret of the curated rulebook vs Lemonade's static backend order."""
+"""Backtests (leave one model out, or one GPU architecture out): regret of the curated rulebook vs Lemonade's static
+backend order, per phase and GPU family, for the backend decision and for the whole configuration."""
 
 from __future__ import annotations
 
@@ -35,18 +36,21 @@ class Policy:
 
 @dataclass
 class BacktestResult:
-    policies: dict[str, dict[str, Policy]]  # subset -> "curated:tg" ... -> Policy
+    policies: dict[str, dict[str, Policy]]  # "subset|family" -> "curated:tg" ... -> Policy
     models: int
     cells: int
     examples: list[dict[str, Any]]
+    holdout: str = "model"
+    units: int = 0  # held-out units (models, or GPU architectures)
 
     def table(self) -> list[dict[str, Any]]:
         out = []
-        for subset in sorted(self.policies):
-            for key in sorted(self.policies[subset]):
-                policy, metric = key.split(":")
-                out.append({"subset": subset, "policy": policy, "metric": metric,
-                            **self.policies[subset][key].summary()})
+        for key in sorted(self.policies):
+            subset, _, family = key.partition("|")
+            for pkey in sorted(self.policies[key]):
+                policy, metric = pkey.split(":")
+                out.append({"subset": subset, "family": family or "all", "policy": policy, "metric": metric,
+                            **self.policies[key][pkey].summary()})
         return out
 
 
@@ -141,56 +145,113 @@ def make_chooser(rulebook_roots: Sequence[str | Path]) -> Callable[[dict[str, An
     return choose
 
 
+def unit_of(holdout: str, cell: tuple, proto: Proto) -> str:
+    """What one fold holds out: the model, or the GPU (its architecture: every machine and card count with it)."""
+    if holdout == "model":
+        return cell[1]
+    return proto.arch or (f"cpu:{proto.vendor}" if proto.memclass == "cpu" else cell[0])
+
+
+def family_of(proto: Proto) -> str:
+    return proto.family or ("cpu" if proto.memclass == "cpu" else proto.vendor)
+
+
+def _excluder(fixed_roots: Sequence[str | Path]) -> Callable[[dict[str, Any]], frozenset[str]]:
+    """Backends a known-failure rule (rulebook/models/known-failures.yaml) moves away from in a context: their
+    speed is not a valid option (wrong output or a load that never finishes), for either policy."""
+    from engine.ir import holds
+    from engine.rulebook import load_rulebook
+
+    roots = [Path(r) for r in fixed_roots if (Path(r) / "known-failures.yaml").is_file() or Path(r).name == "models"]
+    rules = [r for r in (load_rulebook(*roots).rules if roots else ())
+             if r.id.startswith("known-failure-") and "backend" in r.set]
+
+    def excluded(ctx: dict[str, Any]) -> frozenset[str]:
+        out = set()
+        for r in rules:
+            failing = r.id.split("-")[2]
+            if failing != r.set["backend"] and all(holds(c, ctx) for c in r.when):
+                out.add(failing)
+        return frozenset(out)
+
+    return excluded
+
+
+LEMONADE_BACKENDS = frozenset(STATIC_ORDER)  # sycl / opencl rows (other builds) are not options in Lemonade
+
+
 def backtest(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], fixed_roots: Sequence[str | Path], *,
+             holdout: str = "model", known_failures: bool = True,
              progress: Callable[[], None] | None = None) -> BacktestResult:
-    """Leave each model out: curate the rest, recommend for the model's cells, compare with the best measured."""
-    rows = canonical(rows)
+    """Hold each unit out (a model, or a GPU architecture), curate the rest, recommend for the held-out cells and
+    compare with the best measured configuration of a backend no known failure excludes there.
+
+    `known_failures=False` measures speed alone: the known-failure rules (rulebook/models/) are left out of the
+    rulebook and of the best, so a backend that gives wrong output competes on its speed."""
+    if holdout not in ("model", "hardware"):
+        raise ValueError(f"holdout: 'model' or 'hardware', got {holdout!r}")
+    if not known_failures:
+        fixed_roots = [r for r in fixed_roots if not (Path(r) / "known-failures.yaml").is_file()]
+    rows = canonical([r for r in rows if r.cfg[0] in LEMONADE_BACKENDS])
     by_cell: dict[tuple, list[Row]] = defaultdict(list)
     available: dict[str, set[str]] = defaultdict(set)
     for r in rows:
         by_cell[r.cell].append(r)
         available[r.cell[0]].add(r.cfg[0])
-    models = sorted({c[1] for c in by_cell})
+    unit = {c: unit_of(holdout, c, protos[(c[0], c[1])]) for c in by_cell}
+    units = sorted(set(unit.values()))
+    excluded = _excluder(fixed_roots)
     policies: dict[str, dict[str, Policy]] = defaultdict(lambda: defaultdict(Policy))
     examples: list[dict[str, Any]] = []
     n_cells = 0
     with tempfile.TemporaryDirectory(prefix="backtest-") as tmp:
-        for model in models:
+        for u in units:
             if progress:
                 progress()
-            train = [r for r in rows if r.cell[1] != model]
+            held = {c for c in by_cell if unit[c] == u}
+            train = [r for r in rows if r.cell not in held]
+            if not train:
+                continue
             out = Path(tmp) / "generated"
             write(curate_rows(train, protos), out)
             choose = make_chooser([*fixed_roots, out])
-            for cell in sorted(c for c in by_cell if c[1] == model):
+            for cell in sorted(held):
                 scen = scenario_of(cell)
                 if scen is None:
                     continue
-                n_cells += 1
-                cell_rows = by_cell[cell]
+                proto = protos[(cell[0], cell[1])]
                 avail = sorted(available[cell[0]])
+                ctx = context_of(proto, scen, avail)
+                bad = excluded(ctx)
+                cell_rows = [r for r in by_cell[cell] if r.cfg[0] not in bad]
+                if not cell_rows:
+                    continue
+                n_cells += 1
                 metric = cell[2]
                 best = _best(cell_rows)
                 contested = len({r.cfg[0] for r in cell_rows}) > 1
-                subsets = ["all"] + (["contested"] if contested else [])
-                cur = choose(context_of(protos[(cell[0], cell[1])], scen, avail))
+                cur = choose(ctx)
                 sta = static_choice(avail)
-                # strict: the exact recommended configuration must have been measured. backend-only:
-                # each policy's backend at that backend's best measured parameters, isolating the
-                # backend decision from parameter coverage (same footing for both policies)
+                fam = family_of(proto)
+                keys = ["all|", f"all|{fam}"] + (["contested|", f"contested|{fam}"] if contested else [])
+                # strict: the exact recommended configuration must have been measured. backend-only: each policy's
+                # backend at that backend's best measured parameters (the backend decision alone)
                 for name, choice, how in (("curated", cur, _achieved), ("static", sta, _achieved),
                                           ("curated-backend-only", cur, _achieved_backend),
                                           ("static-backend-only", sta, _achieved_backend)):
-                    got = how(cell_rows, choice)
-                    for sub in subsets:
-                        pol = policies[sub][f"{name}:{metric}"]
-                        if got is None:
+                    got = None if choice["backend"] in bad else how(cell_rows, choice)
+                    for key in keys:
+                        pol = policies[key][f"{name}:{metric}"]
+                        if got is None and choice["backend"] in bad:
+                            pol.regrets.append(1.0)  # a backend that gives wrong output achieves nothing
+                        elif got is None:
                             pol.unmeasured += 1
                         else:
                             pol.regrets.append(max(0.0, 1.0 - got / best))
                 if contested and len(examples) < 400:
                     examples.append({"cell": list(cell), "scenario": scen, "curated": cur, "static": sta,
                                      "best": round(best, 2), "curated_tps": _r2(_achieved(cell_rows, cur)),
-                                     "static_tps": _r2(_achieved(cell_rows, sta))})
-    return BacktestResult(policies={k: dict(v) for k, v in policies.items()}, models=len(models),
-                          cells=n_cells, examples=examples)
+                                     "static_tps": _r2(_achieved(cell_rows, sta)), "excluded": sorted(bad)})
+    models = len({c[1] for c in by_cell})
+    return BacktestResult(policies={k: dict(v) for k, v in policies.items()}, models=models, cells=n_cells,
+                          examples=examples, holdout=holdout, units=len(units))

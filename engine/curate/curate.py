@@ -106,8 +106,12 @@ def curate_rows(rows: Sequence[Row], protos: dict[tuple[str, str], Proto], *, pr
                     continue
                 value, margin, noise, ev = p
                 decisions.append(choice(param, value, backend, margin, noise, ev, prio))
+    from engine.curate.model_rules import model_choices
+
+    decisions += model_choices(kept, protos, decisions)
     return CurationResult(rows=kept, protos=protos, duplicates=dups, outliers=outliers, decisions=decisions,
                           skipped=skipped)
+
 
 def _drop_outliers(rows: Sequence[Row]) -> tuple[list[Row], list[Outlier]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
@@ -147,6 +151,7 @@ def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[t
     """(hw level, hw conds, model level, model conds, scenario) -> cells; only levels that add information."""
     raw: dict[tuple, set[tuple]] = defaultdict(set)
     hw_members: dict[tuple, set[str]] = defaultdict(set)
+    exact_members: dict[tuple, set[str]] = defaultdict(set)  # members an exact-archetype rule already covers
     model_members: dict[tuple, set[str]] = defaultdict(set)
     for cell in sorted({r.cell for r in rows}):
         scen = scenario_of(cell)
@@ -172,14 +177,16 @@ def _groups(rows: Sequence[Row], protos: dict[tuple[str, str], Proto]) -> dict[t
         models.append(("any", ()))
         for hl, hv in hws:
             hw_members[(hl, hv)].add(cell[0] if hl != "family" else f"{r.arch}")
+            if r.archetype:
+                exact_members[(hl, hv)].add(cell[0])
             for ml, mv in models:
                 model_members[(hl, hv, ml, mv)].add(r.model_class or cell[1])
                 raw[(hl, hv, ml, mv, scen)].add(cell)
     out: dict[tuple, set[tuple]] = {}
     for key, cells in raw.items():
         hl, hv, ml, mv, _ = key
-        if hl in ("arch", "backoff") and len(hw_members[(hl, hv)]) < 2:
-            continue  # same data as the exact archetype
+        if hl in ("arch", "backoff") and len(hw_members[(hl, hv)]) < 2 and exact_members[(hl, hv)]:
+            continue  # same data as the exact archetype (a machine whose memory is not stated has no exact rule)
         if hl == "family" and len(hw_members[(hl, hv)]) < 2:
             continue  # one architecture only: the arch rule says it
         if ml != "class" and len(model_members[(hl, hv, ml, mv)]) < 2:

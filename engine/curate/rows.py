@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +57,12 @@ class Proto:
     gpu_count: int = 1
     size_class: str | None = None
     moe: bool = False
+    # what the performance model needs (facts/perf.py): the GPU's spec bandwidth, the model's size
+    bandwidth_gbs: float | None = None
+    params_b: float | None = None
+    active_params_b: float | None = None
+    quant: str | None = None
+    hardware: str = ""
 
 
 class Slimmer:
@@ -73,7 +81,9 @@ class Slimmer:
         cfg = it.setdefault(cfg, cfg)
         key = (cell[0], cell[1])
         fields = (r.archetype, r.arch if r.memclass != "cpu" else None, r.family, r.vendor, r.memclass,
-                  r.model_class, r.precision, r.backoff, r.gpu_count, r.size_class, r.moe)
+                  r.model_class, r.precision, r.backoff, r.gpu_count, r.size_class, r.moe,
+                  spec_bandwidth(r.hardware, r.vendor, r.arch) if r.memclass != "cpu" else None,
+                  r.params_b, r.active_params_b, r.quant, r.hardware)
         old = self._fields.get(key)
         if old is None or (old != fields and _pkey(fields) < _pkey(old)):  # order-independent choice
             self._fields[key] = fields
@@ -81,6 +91,32 @@ class Slimmer:
         src = it.setdefault(r.source, r.source)
         return Row(cell, cfg, it.setdefault(r.variant, r.variant), r.tps, r.tps_std,
                    it.setdefault(r.date, r.date), r.build_number, src, r.where)
+
+
+# spec bandwidth (GB/s) of GPUs in the community data that the GPU table (facts/data/gpus.csv) lacks
+EXTRA_BANDWIDTH: tuple[tuple[re.Pattern[str], float], ...] = tuple((re.compile(p, re.IGNORECASE), bw) for p, bw in (
+    (r"Radeon Pro VII|MI50\b|MI60\b", 1024.0), (r"MI100\b", 1228.8), (r"Vega 7 iGPU|Renoir", 51.2),
+    (r"Radeon 660M", 76.8), (r"Ryzen 7 7700 \(integrated", 83.2), (r"Jetson Nano", 25.6), (r"Jetson TX2", 59.7),
+    (r"P100", 732.0), (r"V100", 900.0), (r"RTX 2060 SUPER", 448.0), (r"RTX 2080 Ti", 616.0),
+    (r"RTX 2000 Ada", 224.0), (r"RTX 4000 Ada", 360.0), (r"RTX 5000 Ada", 576.0), (r"\bA40\b", 696.0),
+    (r"RTX 3060 \(12GB\)", 360.0), (r"RX 580\b", 256.0), (r"Apple M1 Ultra", 800.0), (r"Arc 140T", 120.0),
+))
+
+
+@functools.lru_cache(maxsize=4096)
+def spec_bandwidth(hardware: str, vendor: str, arch: str | None) -> float | None:
+    """The GPU's spec memory bandwidth: the GPU table's row for the name, else the table above, else None."""
+    from facts import catalog
+
+    for pattern, bw in EXTRA_BANDWIDTH:
+        if pattern.search(hardware):
+            return bw
+    name = re.sub(r"^\s*\d+\s*[x×]\s+", "", hardware)
+    cands, how = catalog.resolve(vendor=vendor if vendor in ("amd", "nvidia", "apple", "intel", "qualcomm") else None,
+                                 name=name, arch=arch)
+    if not cands or "name" not in how:
+        return None
+    return catalog.conservative(cands).bandwidth_gbs
 
 
 def _pkey(fields: tuple) -> tuple:

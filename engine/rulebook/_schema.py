@@ -40,6 +40,8 @@ class _Evidence(BaseModel):
     builds: str | None = None
     dates: str | None = None
     note: str | None = None
+    kind: Literal["measured", "model"] = "measured"  # model: derived from the performance model (facts/perf.py)
+    basis: dict[str, Any] | None = None  # kind model: what calibrated it (devices, rows, efficiencies, margin)
 
 
 class _Rule(BaseModel):
@@ -160,7 +162,8 @@ def _evidence(ev: _Evidence | str | None) -> ir.Evidence | None:
     runner = ev.runner_up.model_dump(exclude_none=True) if ev.runner_up else None
     return ir.Evidence(n=ev.n, metric=ev.metric, median_tps=ev.median_tps, spread=ev.spread,
                        runner_up=MappingProxyType(runner) if runner else None, sources=tuple(ev.sources),
-                       builds=ev.builds, dates=ev.dates, note=ev.note)
+                       builds=ev.builds, dates=ev.dates, note=ev.note, kind=ev.kind,
+                       basis=MappingProxyType(ev.basis) if ev.basis else None)
 
 
 # ---------------------------------------------------------------------------------------------- conditions

@@ -88,7 +88,8 @@ def _evidence(ev: ir.Evidence | None) -> dict[str, Any] | None:
         return None
     return {"none": ev.none, "n": ev.n, "metric": ev.metric, "median_tps": ev.median_tps, "spread": ev.spread,
             "runner_up": dict(ev.runner_up) if ev.runner_up is not None else None, "sources": list(ev.sources),
-            "builds": ev.builds, "dates": ev.dates, "note": ev.note}
+            "builds": ev.builds, "dates": ev.dates, "note": ev.note, "kind": ev.kind,
+            "basis": dict(ev.basis) if ev.basis is not None else None}
 
 
 def encode(book: ir.Rulebook) -> dict[str, Any]:
@@ -126,7 +127,8 @@ def _decode_evidence(d: Any) -> ir.Evidence | None:
                        median_tps=_opt(d["median_tps"], (int, float)), spread=_opt(d["spread"], (int, float)),
                        runner_up=MappingProxyType(runner) if runner is not None else None,
                        sources=tuple(_str(s) for s in d["sources"]), builds=_opt(d["builds"], (str,)),
-                       dates=_opt(d["dates"], (str,)), note=_opt(d["note"], (str,)))
+                       dates=_opt(d["dates"], (str,)), note=_opt(d["note"], (str,)), kind=_str(d["kind"]),
+                       basis=MappingProxyType(d["basis"]) if isinstance(d["basis"], dict) else None)
 
 
 def decode(payload: dict[str, Any]) -> ir.Rulebook:

@@ -64,7 +64,7 @@ def test_on_by_default_and_says_so(cfg):
     env = json.loads(p.stdout)
     assert env["autotune"] == {"enabled": True, "source": "default", "why": env["autotune"]["why"]}
     assert env["recipe_options"]["ctx_size"] != -1  # tuned: a context sized for the scenario, not Lemonade's auto
-    assert env["decisions"]["backend"]["layer"] == "archetype"  # the curated rulebook tunes Strix Halo
+    assert env["decisions"]["backend"]["layer"] in ("archetype", "model-overlay")  # tuned (a known failure beats speed)
 
 
 @pytest.mark.parametrize(("how", "env", "extra", "source"), [

@@ -60,9 +60,12 @@ def test_backtest_prints_both_policies():
     assert {(t["policy"], t["metric"]) for t in doc["table"]} >= {("curated", "tg"), ("static", "tg"),
                                                                   ("curated", "pp"), ("static", "pp")}
     assert all("generated" not in r for r in doc["rulebook_roots"])
+    assert doc["holdout"] == "model" and doc["known_failures"] is True
+    assert {t["family"] for t in doc["table"]} >= {"all", "rdna3.5", "ada", "apple-m3"}
     text = engine("backtest", str(FIX / "community-sample.csv"))
-    assert text.returncode == 0 and "| all | generation | curated |" in text.stdout
-    assert "| all | prompt | static |" in text.stdout
+    assert text.returncode == 0 and text.stdout.startswith("leave-one-model-out over 11 models")
+    assert "| all | all | tg |" in text.stdout and "| all | all | pp |" in text.stdout
+    assert "decision: curated | decision: static | config: curated | config: static" in text.stdout
 
 
 def test_outliers_are_reported_in_json(tmp_path: Path):

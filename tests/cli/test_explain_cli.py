@@ -54,5 +54,7 @@ def test_shipped_rulebook_explains_its_evidence():
     doc = json.loads(p.stdout)
     winner = doc["params"]["backend"]["rule"]
     assert any(m["rule_id"] == winner for m in doc["matched"])
-    if doc["expected"] is not None:
-        assert doc["expected"]["rule_id"] == winner and doc["expected"]["tokens_per_s"] > 0
+    if doc["expected"] is not None:  # the winner's speed, or (a known failure decided) a matched rule's for the backend
+        assert doc["expected"]["tokens_per_s"] > 0
+        assert doc["expected"]["rule_id"] == winner or any(m["rule_id"] == doc["expected"]["rule_id"]
+                                                           for m in doc["matched"])

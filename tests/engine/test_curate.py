@@ -162,7 +162,8 @@ def test_lint_finds_nothing_in_curated_and_family_rules():
     doc = json.loads(p.stdout)
     assert any(f.startswith("rulebook/generated/") for f in doc["rulebook"]["files"])
     mine = [f for f in doc["findings"] if f["path"].startswith(("rulebook/generated", "rulebook/families"))]
-    assert mine == []
+    # correctness beats speed: a speed rule a known failure overrides is expected (and back when it is fixed)
+    assert [f for f in mine if not (f["code"] == "shadowed" and ": known-failure-" in f["message"])] == []
 
 
 def test_no_shipped_rule_sets_a_kv_cliff():

@@ -18,8 +18,9 @@ def test_vocabulary_covers_the_contract():
                                "cache_type_k", "cache_type_v", "mmap", "n_cpu_moe", "parallel", "kv_unified",
                                "extra_args")
     # the other recipes' own parameters carry their recipe's prefix (tests/engine/test_recipe_*.py cover them)
+    assert PARAMETERS[14:17] == ("device", "split_mode", "tensor_split")  # multi-GPU placement (llamacpp)
     prefixes = {"vllm": "vllm_", "flm": "flm_", "whispercpp": "whispercpp_", "sd-cpp": "sdcpp_"}
-    assert all(any(p.startswith(x) for x in prefixes.values()) for p in PARAMETERS[14:])
+    assert all(any(p.startswith(x) for x in prefixes.values()) for p in PARAMETERS[17:])
     assert RECIPE_BACKENDS["llamacpp"] == ("system", "metal", "cuda", "vulkan", "rocm", "cpu")
     assert RECIPE_BACKENDS["vllm"] == ("rocm",) and RECIPE_BACKENDS["flm"] == ("npu",)
     assert set(BACKENDS) == {"system", "metal", "cuda", "vulkan", "rocm", "cpu", "npu"}

@@ -84,8 +84,8 @@ def test_unified_budget_capped_by_free_ram():
 
 def test_fit_context_keys_and_values():
     facts = fit_context(discrete(24), dense_8b())
-    assert set(facts) == {"fit_full_offload", "fit_max_ctx", "fit_max_gpu_layers", "gpu_budget_gib"}
-    assert facts["fit_full_offload"] is True
+    assert set(facts) == {"fit_full_offload", "fit_max_ctx", "fit_max_gpu_layers", "gpu_budget_gib", "fit_devices"}
+    assert facts["fit_full_offload"] is True and facts["fit_devices"] == 1
     assert facts["fit_max_ctx"] == 40960  # capped at the trained context
     assert facts["fit_max_gpu_layers"] == 36
     assert facts["gpu_budget_gib"] == 23.0
@@ -252,3 +252,28 @@ def test_a_rules_placement_that_does_not_fit_is_left_to_llama_cpp_fit_and_a_user
 def test_a_set_placement_that_fits_is_emitted_as_flags():
     fit = guard(discrete(24), dense_8b(), {"backend": "cuda", "n_gpu_layers": 20})
     assert fit.fits and fit.placed_by == "flags" and fit.params["n_gpu_layers"] == 20
+
+
+def test_per_slot_kv_without_kvu_gives_every_slot_the_need():
+    """-np 4 without -kvu: llama.cpp gives each slot ctx / 4, so the context is 4 x the need (and its KV counts)."""
+    hw, model = discrete(48), dense_8b()
+    shared = guard(hw, model, {"backend": "vulkan", "parallel": 4, "kv_unified": "on"}, need=8192)
+    split = guard(hw, model, {"backend": "vulkan", "parallel": 4, "kv_unified": "off"}, need=8192)
+    assert shared.params["ctx_size"] == 8192 and split.params["ctx_size"] == 4 * 8192
+    assert split.estimate.n_stream == 4 and split.estimate.kv_cells == 8192  # 4 streams of 8192 cells
+    assert split.estimate.kv_bytes == 4 * shared.estimate.kv_bytes
+    assert any("4 slots with a KV cache each" in n for n in split.notes)
+
+
+def test_a_projector_and_mtp_layers_count_before_they_are_downloaded():
+    from facts.registry import resolve_model_spec
+
+    hw = discrete(24)
+    vision = resolve_model_spec("Gemma-3-4b-it-GGUF")  # Lemonade passes --mmproj: the projector loads too
+    f = guard(hw, vision, {"backend": "vulkan"}, need=8192)
+    assert f.estimate.mmproj_bytes == GIB and any("projector" in n and "estimated" in n for n in f.notes)
+    mtp = resolve_model_spec("Qwen3.6-27B-MTP-GGUF")  # label mtp: Lemonade adds --spec-type draft-mtp
+    g = guard(hw, mtp, {"backend": "vulkan"}, need=8192)
+    assert g.estimate.draft_bytes > 0 and any("MTP draft context" in n for n in g.notes)
+    plain = guard(hw, mtp.model_copy(update={"labels": ()}), {"backend": "vulkan"}, need=8192)
+    assert plain.estimate.total_bytes < g.estimate.total_bytes

@@ -45,3 +45,11 @@ class LlamaCpp(Recipe):
 
     def args(self, values: Mapping[str, Any]) -> list[str]:
         return flags.flags(values)
+
+    def render(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Lemonade's llamacpp options; `llamacpp_device` only when devices were chosen (mixed GPUs)."""
+        out = super().render(values)
+        device = values.get("device") or ()
+        if device and device != "default":
+            out["llamacpp_device"] = ",".join(device)
+        return out

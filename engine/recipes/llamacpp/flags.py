@@ -96,6 +96,31 @@ def extra_args_problems(args: Sequence[str], backend: str | None) -> list[str]:
     return problems
 
 
+_DEVICE = re.compile(r"(?:Vulkan|ROCm|CUDA|MTL|SYCL)[0-9]+")
+
+
+def device_problems(names: Sequence[str], backend: str | None) -> list[str]:
+    """Why `names` is not a llamacpp_device list (empty when fine): llama.cpp device names such as Vulkan0."""
+    problems = [f"{n!r} is not a llama.cpp device name (Vulkan0, ROCm1, CUDA0, MTL0, ...)" for n in names
+                if not _DEVICE.fullmatch(n)]
+    if len(set(names)) != len(names):
+        problems.append("a device is named twice")
+    prefix = {"vulkan": "Vulkan", "rocm": "ROCm", "cuda": "CUDA", "metal": "MTL"}.get(backend or "")
+    if prefix and not problems:
+        problems += [f"{n!r} is not a {backend} device" for n in names if not n.startswith(prefix)]
+    return problems
+
+
+def tensor_split_problems(values: Sequence[str], backend: str | None) -> list[str]:
+    """Why `values` is not a --tensor-split (empty when fine): non-negative numbers, not all zero."""
+    bad = [v for v in values if not _NUMBER.fullmatch(v)]
+    if bad:
+        return [f"--tensor-split takes non-negative numbers (ASCII digits), got {bad[0]!r}"]
+    if values and not any(float(v) > 0 for v in values):
+        return ["--tensor-split needs at least one share above 0"]
+    return []
+
+
 _D = ("default",)
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("n_gpu_layers", "layers offloaded to the GPU; 'all' = every layer, 'auto' = memory fit",
@@ -115,6 +140,12 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("kv_unified", "one KV buffer shared by all slots", words=("on", "off", "default"), flag="-kvu"),
     ParamSpec("extra_args", "allowlisted llama-server arguments appended verbatim",
               list_check=extra_args_problems),
+    ParamSpec("device", "GPUs to use (Lemonade's llamacpp_device option, e.g. Vulkan1 or ROCm0,ROCm1); "
+              "empty = llama.cpp's default devices", list_check=device_problems),
+    ParamSpec("split_mode", "how a model is split over several GPUs", words=("none", "layer", "row", "default"),
+              flag="--split-mode"),
+    ParamSpec("tensor_split", "each GPU's share of the layers, in device order (--tensor-split); empty = by free "
+              "memory", list_check=tensor_split_problems, flag="--tensor-split"),
 )
 _BY_NAME = {s.name: s for s in SPECS}
 
@@ -136,6 +167,12 @@ def flags(values: Mapping[str, Any]) -> list[str]:
             value = spec.validate(values[name])
         except PydanticCustomError as err:
             raise ParamError(f"{name}: {err.message()}") from None
+        if name == "device":  # Lemonade's llamacpp_device option, not an argument (--device is reserved)
+            continue
+        if name == "tensor_split":
+            if value:
+                out.extend([spec.flag, ",".join(value)])  # type: ignore[list-item]
+            continue
         if name == "extra_args":  # allowlisted and never reserved (which backend a flag suits is a guard's job)
             problems = extra_args_problems(value, None)
             if problems:

@@ -11,7 +11,8 @@ from engine.trace import TraceRecorder
 from engine.verdict import MemoryVerdict
 from facts.models import GIB, HardwareFacts, ModelFacts
 
-MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v", "flash_attn")
+MEMORY_PARAMS = ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v", "flash_attn", "device",
+                 "split_mode", "tensor_split")
 EMBEDDING_CTX = 8192  # Lemonade's floor for embedding models (auto_tune.h EMBEDDING_CTX_SIZE)
 
 
