@@ -12,20 +12,21 @@ MAX_SPEC = 4096
 
 
 class ModelFactsBody(BaseModel):
-    """A model described by its facts (the columns community benchmarks state)."""
+    """A model described by its facts (the columns community benchmarks state). Strict numbers: a JSON `true`
+    is not 1 GiB."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=256)
     recipe: str = Field("llamacpp", max_length=64)
     architecture: str | None = Field(None, max_length=64, description="GGUF general.architecture")
-    params_b: float | None = Field(None, gt=0, le=100000, description="total parameters, billions")
-    active_params_b: float | None = Field(None, gt=0, le=100000, description="MoE: parameters active per token")
+    params_b: float | None = Field(None, strict=True, gt=0, le=100000, description="total parameters, billions")
+    active_params_b: float | None = Field(None, strict=True, gt=0, le=100000, description="MoE: parameters active per token")
     quant: str | None = Field(None, max_length=32, description="Q4_K_M, Q8_0, MXFP4, BF16, ...")
-    size_gib: float | None = Field(None, gt=0, le=100000, description="weight file size in GiB")
-    trained_ctx: int | None = Field(None, gt=0, le=1 << 24)
-    embedding: bool = False
-    reranker: bool = False
+    size_gib: float | None = Field(None, strict=True, gt=0, le=100000, description="weight file size in GiB")
+    trained_ctx: int | None = Field(None, strict=True, gt=0, le=1 << 24)
+    embedding: bool = Field(False, strict=True)
+    reranker: bool = Field(False, strict=True)
 
 
 class RecommendBody(BaseModel):

@@ -128,6 +128,7 @@ def test_recommend_answers_lemonades_keys_with_the_user_layer(served):
     ('{"scenario": "chat"}', 422, "$.model"),
     ('{"model": "Qwen3-8B-GGUF", "bogus": 1}', 422, "$.bogus"),
     ('{"model": {"params_b": -1}}', 422, "$.model.params_b"),
+    ('{"model": {"size_gib": true}}', 422, "$.model.size_gib"),
     ('{"model": "no-such-model-anywhere"}', 422, "$.model"),
     ('{"model": "Qwen3-8B-GGUF", "overrides": {"ctx_size": "big"}}', 422, "$.overrides"),
     ('{"model": "Qwen3-8B-GGUF", "overrides": {"backend": "vulkan"}}', 422, "$.model"),
