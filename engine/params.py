@@ -7,12 +7,14 @@ and the context can be validated by name, and says which backends each recipe ha
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema, create_model
+from typing import TYPE_CHECKING, Annotated, Any
 
 from engine.recipes import BACKENDS, COMMON, RECIPES, ParamSpec
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 RECIPE_BACKENDS: Mapping[str, tuple[str, ...]] = MappingProxyType({n: r.backends for n, r in RECIPES.items()})
 RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
@@ -37,6 +39,8 @@ def recipes_with(parameter: str) -> tuple[str, ...]:
 
 
 def _field(spec: ParamSpec) -> Any:
+    from pydantic import PlainValidator, WithJsonSchema
+
     schema: dict[str, Any]
     if spec.is_list:
         schema = {"type": "array", "items": {"type": "string"}}
@@ -53,17 +57,29 @@ def _field(spec: ParamSpec) -> Any:
     return (Annotated[Any, PlainValidator(spec.validate), WithJsonSchema(schema)], None)
 
 
-ParamValues: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "ParamValues",
-    __config__=ConfigDict(extra="forbid", frozen=True),
-    __doc__="Parameter values a rule sets (every field optional; unknown names are errors).",
-    **{s.name: _field(s) for s in PARAMS.values()},
-)
+@lru_cache(maxsize=1)
+def _param_values() -> type[BaseModel]:
+    from pydantic import ConfigDict, create_model
+
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "ParamValues",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __doc__="Parameter values a rule sets (every field optional; unknown names are errors).",
+        **{s.name: _field(s) for s in PARAMS.values()},
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`ParamValues` (the pydantic model of every parameter) is built on first use: a start that validates no
+    rule file and no override does not pay for a model of ~90 fields."""
+    if name == "ParamValues":
+        return _param_values()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_params(values: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a {parameter: value} mapping; raise pydantic.ValidationError on any bad entry."""
-    model = ParamValues.model_validate(dict(values))
+    model = _param_values().model_validate(dict(values))
     return {k: getattr(model, k) for k in values}
 
 
@@ -71,5 +87,5 @@ def backend_allowed(recipe: str, backend: str) -> bool:
     return backend in RECIPE_BACKENDS.get(recipe, ())
 
 
-__all__ = ["BACKENDS", "PARAMETERS", "PARAMS", "RECIPE_BACKENDS", "RECIPE_NAMES", "ParamSpec", "ParamValues",
+__all__ = ["BACKENDS", "PARAMETERS", "PARAMS", "RECIPE_BACKENDS", "RECIPE_NAMES", "ParamSpec",
            "backend_allowed", "recipes_with", "validate_params"]

@@ -35,13 +35,17 @@ def _configured(settings: Settings, store: Store) -> bool:
 def start_if_due(settings: Settings, store: Store | None = None) -> bool:
     """Launch `engine profiles update --if-due` detached when remote rulebooks are on, a mirror is configured and
     a refresh is due; True when one was launched. Never raises and never waits on the network."""
-    import filelock
-
+    if not settings.remote.enabled:
+        return False
     store = store or Store()
     try:
-        st = store.state()
-        if not settings.remote.enabled or not policy.due(st.next_attempt) or not _configured(settings, store):
+        if not policy.due(store.state().next_attempt) or not _configured(settings, store):
             return False
+    except OSError:
+        return False
+    import filelock  # only when a refresh is due: a start without one does not pay for it
+
+    try:
         with store.lock(timeout=0):  # an update holds it: it is refreshing already
             store.update_state(next_attempt=policy.iso(policy.now() + CLAIM))
     except (OSError, filelock.Timeout):
