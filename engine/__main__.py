@@ -1,7 +1,5 @@
 """`python -m engine` = the `engine` command."""
 
-import sys
+from engine.cli import entry
 
-from engine.cli import main
-
-sys.exit(main())
+entry()

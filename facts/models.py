@@ -18,7 +18,7 @@ GIB = 1 << 30  # bytes per GiB: the one definition for every facts module
 class Fact(BaseModel):
     """Base for every fact model: frozen, no unknown keys, no NaN/inf."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class Absent(Fact):

@@ -3,8 +3,9 @@
 Loading the bundled rulebook means parsing ~0.5 MB of YAML and validating ~450 rules (about a second);
 a cache hit reads one JSON file instead. The key is the sha256 of the rulebook's content digest and of the
 code that turns YAML into rules, so a changed rulebook or a new version of lemonade-autotune never reads a
-stale entry. An entry is checked on read (format, key, a checksum of its payload, every field's type); a
-corrupt or stale entry is ignored and rebuilt, so the cache can make loading faster but never change an
+stale entry. An entry is one header line (format, key, the sha256 of the payload's bytes) and the payload's
+JSON; it is checked on read (header, checksum, every field's type); a corrupt or stale entry is ignored and
+rebuilt, so the cache can make loading faster but never change an
 answer. Writes are atomic (a temporary file renamed into place); a cache directory that cannot be written
 just means no cache.
 
@@ -28,7 +29,7 @@ from typing import Any
 from engine import ir
 from engine._version import __version__
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 16  # entries kept; older ones are removed when a new one is written
 # the modules that decide what a rulebook file compiles to: their bytes are part of every key
 _CODE = ("_version.py", "ir.py", "_attributes.py", "params.py", "rulebook/_schema.py", "rulebook/_yaml.py",
@@ -73,7 +74,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, bool)
+
+
 def _unplain(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, dict):
         if set(value) != {"t"} or not isinstance(value["t"], list):
             raise ValueError("bad tuple")
@@ -100,8 +106,13 @@ def encode(book: ir.Rulebook) -> dict[str, Any]:
     return {"digest": book.digest, "root": book.root, "files": list(book.files), "rules": rules}
 
 
-def _checksum(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def _read(path: Path, k: str) -> Any:
+    """The payload of the entry at `path` for key `k`; ValueError when its header or checksum is wrong."""
+    head, _, body = path.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    if header != {"format": FORMAT, "key": k, "checksum": hashlib.sha256(body).hexdigest()}:
+        raise ValueError("stale or corrupt entry")
+    return json.loads(body)
 
 
 def _str(v: Any) -> str:
@@ -159,10 +170,7 @@ def get(digest: str) -> ir.Rulebook | None:
         return None
     k = key(digest)
     try:
-        doc = json.loads((where / f"{k}.json").read_bytes())
-        if doc["format"] != FORMAT or doc["key"] != k or doc["checksum"] != _checksum(doc["payload"]):
-            return None
-        book = decode(doc["payload"])
+        book = decode(_read(where / f"{k}.json", k))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
     return book if book.digest == digest else None
@@ -175,12 +183,10 @@ def get_artifact(kind: str, digest: str) -> dict[str, Any] | None:
         return None
     k = key(digest)
     try:
-        doc = json.loads((where / f"{k}.{kind}.json").read_bytes())
-        if doc["format"] != FORMAT or doc["key"] != k or doc["checksum"] != _checksum(doc["payload"]):
-            return None
+        payload = _read(where / f"{k}.{kind}.json", k)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    return doc["payload"] if isinstance(doc["payload"], dict) else None
+    return payload if isinstance(payload, dict) else None
 
 
 def put(book: ir.Rulebook) -> Path | None:
@@ -196,14 +202,15 @@ def _store(name: str, k: str, payload: dict[str, Any]) -> Path | None:
     where = directory()
     if where is None:
         return None
-    doc = {"format": FORMAT, "key": k, "checksum": _checksum(payload), "payload": payload}
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    header = json.dumps({"format": FORMAT, "key": k, "checksum": hashlib.sha256(body).hexdigest()}).encode()
     target = where / name
     tmp = None
     try:
         where.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=where)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(header + b"\n" + body)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

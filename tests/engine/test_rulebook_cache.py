@@ -3,6 +3,7 @@ rebuilt or bypassed without ever changing an answer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -56,29 +57,41 @@ def test_a_second_load_is_a_hit_and_gives_the_same_rulebook(cache_dir, monkeypat
     assert load_rulebook() == first and entry.exists()
 
 
+def _entry(path):
+    """(header, payload) of a cache entry: a header line, then the payload's JSON."""
+    head, _, body = path.read_bytes().partition(b"\n")
+    return json.loads(head), json.loads(body)
+
+
+def _write_entry(path, header, payload, *, checksum=True):
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    if checksum:  # a matching checksum: only the decoder's own checks can refuse it
+        header = {**header, "checksum": hashlib.sha256(body).hexdigest()}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + body)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "tamper", "wrong-key", "bad-type"])
 def test_a_damaged_entry_is_rebuilt_and_answers_do_not_change(cache_dir, damage):
     fresh = load_rulebook(cache=False)
     load_rulebook()
     (entry,) = cache_dir.glob("*[0-9a-f].json")
-    doc = json.loads(entry.read_text())
+    header, payload = _entry(entry)
     if damage == "truncate":
         entry.write_text(entry.read_text()[: len(entry.read_text()) // 2])
     elif damage == "garbage":
         entry.write_bytes(b"\xff\x00not json")
     else:
         if damage == "tamper":  # a changed value, checksum left as it was
-            doc["payload"]["rules"][-1]["set"] = [["backend", "cpu"]]
+            payload["rules"][-1]["set"] = [["backend", "cpu"]]
         elif damage == "wrong-key":
-            doc["key"] = "0" * 64
+            header["key"] = "0" * 64
         else:  # a type the decoder refuses, with a matching checksum
-            doc["payload"]["rules"][0]["priority"] = "high"
-            doc["checksum"] = cache._checksum(doc["payload"])
-        entry.write_text(json.dumps(doc))
+            payload["rules"][0]["priority"] = "high"
+        _write_entry(entry, header, payload, checksum=damage == "bad-type")
     again = load_rulebook()
     assert again == fresh
     assert _answers(again) == _answers(fresh)
-    assert json.loads(entry.read_text())["payload"] == cache.encode(fresh)  # rewritten whole
+    assert _entry(entry)[1] == cache.encode(fresh)  # rewritten whole
 
 
 def test_a_changed_rule_file_is_a_new_entry(cache_dir, tmp_path):
@@ -127,10 +140,9 @@ def test_the_durable_plan_comes_from_the_cache_and_a_damaged_one_is_replanned(ca
     assert _answers(book, "durable") == want
     monkeypatch.undo()
     monkeypatch.setenv("LEMONADE_AUTOTUNE_CACHE_DIR", str(cache_dir))
-    doc = json.loads(plan_file.read_text())
-    doc["payload"]["keys"] = {"members": 5}
-    doc["checksum"] = cache._checksum(doc["payload"])
-    plan_file.write_text(json.dumps(doc))
+    header, payload = _entry(plan_file)
+    payload["keys"] = {"members": 5}
+    _write_entry(plan_file, header, payload)
     assert _answers(book, "durable") == want == _answers(book, "python")
 
 
