@@ -90,3 +90,16 @@ def test_cache_verb_shows_and_clears_the_compiled_rulebook_cache(tmp_path):
     assert doc["directory"] == str(tmp_path / "c") and doc["entries"] and doc["bytes"] > 0
     doc = json.loads(run("cache", "--clear", "--json").stdout)
     assert doc["removed"] >= 1 and doc["entries"] == []
+
+
+def test_the_quick_exit_keeps_the_whole_answer_and_the_exit_code():
+    """entry() ends the process without tearing the interpreter down: a long answer written to a pipe still
+    arrives whole, an error still exits 2, and a reader that goes away early gets no traceback."""
+    p = engine("explain", "--model", "Qwen3-30B-A3B-GGUF", "--system-info", str(SYSINFO), "--level", "full",
+               "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["kind"] == "explanation" and len(p.stdout) > 16_384  # past a pipe buffer
+    p = engine("recommend", "--model", "No-Such-Model", "--system-info", str(SYSINFO))
+    assert p.returncode == 2 and "No-Such-Model" in p.stderr
+    cmd = f'"{sys.executable}" -m engine explain --model Qwen3-8B-GGUF --level full | head -c 10'
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert len(p.stdout) == 10 and "Traceback" not in p.stderr
