@@ -62,14 +62,20 @@ class Expecter:
         rec, why, _ = self._cache[key]
         return rec, why
 
-    def _recommend(self, name, checkpoint, backend, overrides):
+    def recommend_facts(self, model: ModelFacts, backend: str | None = None,
+                        overrides: dict[str, Any] | None = None) -> tuple[Recommendation | None, str | None]:
+        rec, why, _ = self._recommend(model.name, None, backend, overrides, model)
+        return rec, why
+
+    def _recommend(self, name, checkpoint, backend, overrides, model=None):
         from engine import config, recipes
         from facts.errors import FactsError
 
-        try:
-            model = self.model_facts(name, checkpoint)
-        except (FactsError, UserError, OSError) as err:
-            return None, f"no model facts for {name!r}: {err}", None
+        if model is None:
+            try:
+                model = self.model_facts(name, checkpoint)
+            except (FactsError, UserError, OSError) as err:
+                return None, f"no model facts for {name!r}: {err}", None
         kwargs = config.recommend_kwargs(self.settings, overrides)
         try:
             if backend and backend in recipes.get(model.recipe).backends:
