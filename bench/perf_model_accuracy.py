@@ -5,6 +5,11 @@ machines and predict the held-out machines' tokens/s per backend and phase (thei
 unknown, as for a GPU nobody benchmarked). Also the same-machine backend ratio (what backend choices use): its
 error where the held-out machine measured two backends. Prints medians per backend family and phase.
 
+The expected performance of a Recommendation (engine/adaptive/expect.py) adds two checks, held out the same way:
+prompt tokens/s from generation x the pp/tg ratio table (engine.adaptive.ratios) calibrated on the other
+architectures, both from the measured generation speed and end to end from the predicted one; and how often the
+measured generation speed falls inside the stated interval (the prediction / x exp(spread), spread a log sd).
+
     python bench/perf_model_accuracy.py [data/community-bench/]
 """
 
@@ -18,12 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.adaptive import ratios  # noqa: E402
 from engine.commands.curate import read_rows  # noqa: E402
 from engine.curate.model_rules import observations  # noqa: E402
 from facts import perf  # noqa: E402
 
 
 def _median(v: list[float]) -> float:
+    if not v:
+        return float("nan")
     s = sorted(v)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
@@ -38,10 +46,22 @@ def main(argv: list[str]) -> int:
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)
     fam_err: dict[str, list[float]] = defaultdict(list)
     ratio_err: dict[tuple[str, str], list[float]] = defaultdict(list)
+    pp_err: dict[str, list[float]] = defaultdict(list)  # prompt from measured generation x ratio
+    e2e_err: dict[str, list[float]] = defaultdict(list)  # prompt from predicted generation x ratio
+    inside: dict[str, list[bool]] = defaultdict(list)  # measured generation inside the stated interval
     for u in units:
         train = [o for o in obs if unit[o.machine] != u]
         test = [o for o in obs if unit[o.machine] == u]
         cal = perf.fit(train)
+        table = ratios.calibrate(train)
+        for t, p in ratios.pairs(test):
+            r = ratios.lookup(table, t.backend, t.vendor, t.family, t.precision)
+            if r is None:
+                continue
+            pp_err[t.backend].append(abs(t.tps * r.ratio / p.tps - 1.0))
+            pred = cal.predict(t.backend, perf.Group("tg", t.vendor, t.family, t.memclass, t.precision, t.moe))
+            if pred is not None:
+                e2e_err[t.backend].append(abs(t.roof * pred.efficiency * r.ratio / p.tps - 1.0))
         by_cell: dict[tuple, dict[str, float]] = defaultdict(dict)
         for o in test:
             g = perf.Group(o.phase, o.vendor, o.family, o.memclass, o.precision, o.moe)
@@ -49,6 +69,8 @@ def main(argv: list[str]) -> int:
             if p is None:
                 continue
             err = abs(o.roof * p.efficiency / o.tps - 1.0)
+            if o.phase == "tg":
+                inside[o.backend].append(abs(math.log(o.roof * p.efficiency / o.tps)) <= p.spread)
             errors[(o.backend, o.phase)].append(err)
             errors[(o.backend, "all")].append(err)
             fam_err[o.family or o.vendor].append(err)
@@ -82,6 +104,14 @@ def main(argv: list[str]) -> int:
     print("| --- | --- | ---: | ---: |")
     for (pair, ph), v in sorted(ratio_err.items()):
         print(f"| {pair} | {ph} | {len(v)} | {_median(v):.1%} |")
+    print("\nexpected prompt tokens/s (generation x the pp/tg ratio of the other architectures), and how often the "
+          "measured generation speed lies inside the stated interval:")
+    print("\n| backend | pairs | MdAPE from measured tg | MdAPE end to end | tg predictions | inside interval |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for b in sorted(set(pp_err) | set(inside)):
+        pe, ee, ins = pp_err.get(b, []), e2e_err.get(b, []), inside.get(b, [])
+        print(f"| {b} | {len(pe)} | {_median(pe):.1%} | {_median(ee) if ee else float('nan'):.1%} | {len(ins)} | "
+              f"{sum(ins) / len(ins) if ins else float('nan'):.0%} |")
     return 0
 
 

@@ -14,6 +14,7 @@ from engine.resolve import Decision, resolve_backend, resolve_parameters
 from engine.trace import TraceEvent, TraceRecorder
 
 if TYPE_CHECKING:
+    from engine.adaptive.expect import Performance
     from engine.evaluators import Evaluator
     from engine.session import Engine
     from engine.verdict import MemoryVerdict
@@ -60,6 +61,8 @@ class Recommendation:
     rules: tuple[Rule, ...] = field(default=(), compare=False, repr=False)  # for explain's why-not
     memory: MemoryVerdict | None = None  # whether it fits, with the numbers (recipes with a memory model)
     warnings: tuple[str, ...] = ()  # what --force kept although it conflicts
+    # expected generation / prompt tokens/s and TTFT for the scenario, with intervals (engine.adaptive.expect)
+    performance: Performance | None = field(default=None, compare=False)
 
     def values(self) -> dict[str, Any]:
         return {p: d.value for p, d in self.decisions.items()}
@@ -188,13 +191,18 @@ def resolve(hw: HardwareFacts, model: ModelFacts, scenario: str, book: Rulebook,
     # or that puts layers or experts on the CPU
     v = guarded.verdict
     fits = v is None or (v.ok and v.full_offload is not False)
+    expected = _expected(backend.value, tuple(matched1), hw, model) if fits else None
+    from engine.adaptive.expect import performance
+
+    missing = None if fits else ("the configuration does not fit" if not v.ok else
+                                 "layers or experts run on the CPU, and no benchmark covers that placement")
     return Recommendation(
         archetype=archetype, recipe=recipe.name, scenario=scenario,
         decisions=MappingProxyType({p: decisions[p] for p in recipe.parameters if p in decisions}),
         trace=rec.freeze(), evaluator=ev.name, rulebook=book.name, rulebook_digest=book.digest,
-        expected=_expected(backend.value, tuple(matched1), hw, model) if fits else None,
-        context=MappingProxyType(context2),
+        expected=expected, context=MappingProxyType(context2),
         matched=tuple(by_id), rules=book.rules, memory=guarded.verdict, warnings=guarded.warnings,
+        performance=performance(expected, backend.value, context2, scenario, missing=missing),
     )
 
 

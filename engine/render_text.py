@@ -55,6 +55,12 @@ def _expected_line(rec: Recommendation) -> str:
     return f"expected: {e.tokens_per_s:g} tokens/s ({e.metric or 'metric unknown'}{n}{scope}) from rule {e.rule_id}"
 
 
+def _performance_lines(rec: Recommendation, indent: str) -> list[str]:
+    from engine.adaptive.expect import text_lines
+
+    return text_lines(rec.performance, indent)
+
+
 def _memory_lines(rec: Recommendation, indent: str) -> list[str]:
     """Whether it fits (said loudly when it does not), what was traded for the context, guessed facts, warnings."""
     v = rec.memory
@@ -83,7 +89,8 @@ def recommendation_text(rec: Recommendation) -> str:
     rows = [("parameter", "value", "layer", "rule")]
     rows += [(p, _fmt(d.value), d.layer, d.rule_id) for p, d in rec.decisions.items()]
     lines += _table(rows, "  ")
-    lines += ["", _expected_line(rec), f"rulebook: {rec.rulebook}  engine: {rec.evaluator}"]
+    lines += ["", _expected_line(rec), *_performance_lines(rec, ""),
+              f"rulebook: {rec.rulebook}  engine: {rec.evaluator}"]
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +133,7 @@ def explain_text(rec: Recommendation, level: str = "decisions") -> str:
         lines += _decision_lines(d, full)
         lines += _evidence_lines(by_id.get(d.rule_id))
     lines.append(_expected_line(rec))
+    lines += _performance_lines(rec, "")
     if full:
         lines.append("context")
         lines += [f"  {k} = {_fmt(v)}" for k, v in sorted(rec.context.items())]

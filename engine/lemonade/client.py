@@ -61,6 +61,16 @@ class LemondClient:
     # --- plumbing ------------------------------------------------------------------------------------
     def call(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> tuple[int, Any]:
         """(status, parsed JSON body or None) of one request; LemondUnreachable when nothing answers."""
+        status, raw = self.call_raw(method, path, body, timeout=timeout)
+        try:
+            parsed = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            parsed = None
+        return status, parsed
+
+    def call_raw(self, method: str, path: str, body: Any = None, *,
+                 timeout: float | None = None) -> tuple[int, bytes]:
+        """(status, body bytes) of one request; LemondUnreachable when nothing answers."""
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         conn = cls(self.host, self.port, timeout=timeout or self.timeout)
         headers = {"Accept": "application/json"}
@@ -80,11 +90,7 @@ class LemondClient:
             conn.close()
         if len(raw) > MAX_BODY:
             raise LemondError(f"{method} {self.url}{path}: answer larger than {MAX_BODY} bytes", resp.status)
-        try:
-            parsed = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            parsed = None
-        return resp.status, parsed
+        return resp.status, raw
 
     def _json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
         status, parsed = self.call(method, path, body)
@@ -154,3 +160,39 @@ class LemondClient:
 
     def load(self, model_id: str, **options: Any) -> dict[str, Any]:
         return self._json("POST", "/v1/load", {"model_name": model_id, **options})
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /v1/stats`: the last request's speed and TTFT, and totals."""
+        body = self._json("GET", "/v1/stats")
+        if not isinstance(body, dict):
+            raise LemondError(f"GET {self.url}/v1/stats: not a JSON object")
+        return body
+
+    def metrics(self) -> str:
+        """`GET /metrics` (Prometheus text; no API prefix)."""
+        status, raw = self.call_raw("GET", "/metrics")
+        if status != 200:
+            raise LemondError(f"GET {self.url}/metrics -> {status}", status)
+        return raw.decode("utf-8", "replace")
+
+    def chat(self, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """`POST /v1/chat/completions` (OpenAI body) -> llama-server's answer (with `timings`)."""
+        status, parsed = self.call("POST", "/v1/chat/completions", body, timeout=timeout)
+        if status != 200 or not isinstance(parsed, dict):
+            raise LemondError(f"POST {self.url}/v1/chat/completions -> {status}: {_error_text(parsed)}", status,
+                              parsed)
+        return parsed
+
+    def submit_job(self, job: dict[str, Any]) -> str:
+        """`POST /v1/jobs` -> the job id (202)."""
+        body = self._json("POST", "/v1/jobs", job, ok=(200, 201, 202))
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise LemondError(f"POST {self.url}/v1/jobs: no job `id` in the answer")
+        return body["id"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """`GET /v1/jobs/{id}`: the job record with its steps."""
+        body = self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}")
+        if not isinstance(body, dict):
+            raise LemondError(f"GET {self.url}/v1/jobs/{job_id}: not a JSON object")
+        return body

@@ -83,6 +83,9 @@ def openapi() -> dict[str, Any]:
     schemas["Recommendation"]["properties"].update(
         recipe_options={"type": "object", "description": "exactly Lemonade's recipe option keys"},
         decisions={"type": "object"}, explanation={"type": "array"}, expected={"type": ["object", "null"]},
+        performance={"type": ["object", "null"],
+                     "description": "expected generation_tps, prompt_tps, ttft_ms: {value, low, high, unit, basis, "
+                                    "n, note} each, or null with `reason`"},
         fits={"enum": ["yes", "no", "estimated", "unknown", None],
               "description": "the memory verdict (details in `memory`): no = does not fit even at the smallest "
                              "context; the answer is then the configuration kept as asked, with `warnings`"},

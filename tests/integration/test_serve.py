@@ -263,3 +263,14 @@ def test_loopback_only_unless_allowed():
     guard = Guard(app, allow_remote=False, max_body=100, rate=0, burst=1)
     asyncio.run(guard({"type": "http", "client": ("10.1.2.3", 5555), "headers": []}, receive, send))
     assert sent[0]["status"] == 403 and b"loopback clients only" in sent[1]["body"]
+
+
+def test_the_answer_carries_expected_performance_with_intervals_and_basis(served):
+    gpu = json.loads((ROOT / "tests" / "fixtures" / "system-info" / "rtx-4090-desktop-linux.json").read_text())
+    body = served.post("/v1/recommend", {"model": "Qwen3-8B-GGUF", "system_info": gpu}).json
+    perf = body["performance"]
+    for key in ("generation_tps", "prompt_tps", "ttft_ms"):
+        e = perf[key]
+        assert e["low"] < e["value"] < e["high"] and e["basis"] and e["n"] >= 1
+    cpu = served.post("/v1/recommend", {"model": "Qwen3-8B-GGUF"}).json["performance"]  # no evidence here
+    assert cpu["generation_tps"] is None and cpu["reason"]
