@@ -12,6 +12,26 @@ from engine.params import BACKENDS, RECIPE_NAMES
 
 Kind = Literal["str", "int", "float", "bool", "set"]
 MAX_NUMBER = 2**53  # exact in JSON doubles (durable-rules parses numbers in C)
+# durable-rules (2.0.28, measured) cannot compare strings over 4,096 bytes of UTF-8: a rule `eq` on such a
+# string never matches, not even the identical string, and `ne` always does; lone surrogates make it fail.
+# No real fact or rule value is longer than a few dozen bytes. Both evaluators see only strings within this
+# limit (rules: check_rule_values; contexts: validate_context), so they always agree.
+MAX_STRING_BYTES = 4096
+
+
+def string_problem(value: str) -> str | None:
+    """Why `value` cannot be a rule or context string (None when fine): over MAX_STRING_BYTES of UTF-8, or
+    not valid Unicode (a lone surrogate, e.g. from a JSON "\\ud800" escape)."""
+    if value.isascii():
+        n = len(value)
+    else:
+        try:
+            n = len(value.encode("utf-8"))
+        except UnicodeEncodeError as err:
+            return f"is not valid Unicode (a lone surrogate at character {err.start})"
+    if n > MAX_STRING_BYTES:
+        return f"is {n:,} bytes long; strings are limited to {MAX_STRING_BYTES:,} bytes"
+    return None
 
 
 @dataclass(frozen=True)
@@ -26,7 +46,7 @@ class Attribute:
         """Is `value` of this attribute's type (a set attribute: one member string)? Numbers must be
         finite and within +-2**53; bools are never numbers."""
         if self.kind in ("str", "set"):
-            return isinstance(value, str)
+            return isinstance(value, str) and string_problem(value) is None
         if self.kind == "bool":
             return isinstance(value, bool)
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
@@ -45,17 +65,28 @@ class Attribute:
         """Why `value` cannot be compared with this attribute (None when fine)."""
         if self.accepts(value):
             if self.values and value not in self.values:
-                return f"{value!r} is not a known {self.name} (one of {', '.join(self.values)})"
+                return f"{_short(value)} is not a known {self.name} (one of {', '.join(self.values)})"
             return None
         if self.kind in ("str", "set"):
-            return f"{self.name} takes strings, got {_tname(value)} {value!r}"
+            if isinstance(value, str):
+                return f"{self.name}: the string {string_problem(value)}"
+            return f"{self.name} takes strings, got {_tname(value)} {_short(value)}"
         if self.kind == "bool":
-            return f"{self.name} takes true/false, got {value!r}"
+            return f"{self.name} takes true/false, got {_short(value)}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{self.name} takes numbers, got {_tname(value)} {value!r}"
+            return f"{self.name} takes numbers, got {_tname(value)} {_short(value)}"
         if self.kind == "int" and not isinstance(value, int):
-            return f"{self.name} takes integers, got {value!r}"
-        return f"{self.name} takes finite numbers within +-2**53, got {value!r}"
+            return f"{self.name} takes integers, got {_short(value)}"
+        return f"{self.name} takes finite numbers within +-2**53, got {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to a readable length (a bad value may be megabytes long)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 80
+    return short.repr(value)
 
 
 def _tname(value: Any) -> str:
@@ -134,20 +165,20 @@ def validate_context(context: Mapping[str, Any],
             problems.append(f"{key}: unknown context attribute")
             continue
         kind = attr.kind
-        if kind == "str" and type(value) is str:  # the common case first (hot path of every match)
-            out[key] = value
+        if kind == "str" and type(value) is str and value.isascii() and len(value) <= MAX_STRING_BYTES:
+            out[key] = value  # the common case first (hot path of every match)
         elif value is None:
             problems.append(f"{key}: None is not allowed (omit unknown facts)")
         elif kind == "set":
             items = (value,) if isinstance(value, str) else value
-            if isinstance(items, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in items):
+            if isinstance(items, (list, tuple, set, frozenset)) and all(attr.accepts(v) for v in items):
                 out[key] = frozenset(items)
             else:
-                problems.append(f"{key}: expected a string or a set of strings, got {value!r}")
+                problems.append(f"{key}: expected a set of strings within the string limit, got {_short(value)}")
         elif attr.accepts(value):
             out[key] = float(value) if kind == "float" else value
         else:
-            problems.append(f"{key}: expected {kind}, got {_tname(value)} {value!r}")
+            problems.append(attr.check_value(value) or f"{key}: expected {kind}")
     if problems:
         raise ContextError("invalid context: " + "; ".join(problems))
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine._attributes import string_problem
+from engine.errors import FactValueError
 from facts.archetype import ISA_ORDER
 from facts.memory import GIB
 from facts.modelclass import model_class, normalise_quant, precision, size_class
@@ -115,4 +117,15 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
         ctx[key] = kind(value)
 
     ctx["scenario"] = scenario
+    _check_strings(ctx)
     return ctx
+
+
+def _check_strings(ctx: Mapping[str, Any]) -> None:
+    """Every string fact within what both evaluators compare exactly (else a FactValueError naming it)."""
+    for key, value in ctx.items():
+        for item in (value,) if isinstance(value, str) else value if isinstance(value, frozenset) else ():
+            why = string_problem(item)
+            if why:
+                raise FactValueError(f"the {key} fact {why}: fix the input it came from (a model-facts "
+                                     f"JSON, a GGUF header or a system-info document)")

@@ -80,6 +80,12 @@ class RulebookReadError(RulebookError):
     """A rulebook root or file that cannot be read at all (missing, permission denied)."""
 
 
+class FactValueError(UserError, ValueError):
+    """A fact no rule can be tested against faithfully (a string over the limit or not valid Unicode)."""
+
+    code = "fact_value"
+
+
 class ResolutionError(UserError, LookupError):
     """The rulebook leaves a parameter without any value (`engine lint` reports it first)."""
 

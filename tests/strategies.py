@@ -105,6 +105,13 @@ _POOLS = {
     "unified": (True, False),
 }
 _KINDS = {attr: _CONTEXT_ATTRIBUTES[attr].kind for attr in _POOLS}
+# Values at and past what durable-rules compares exactly (strings over 4,096 bytes, shared long prefixes, lone
+# surrogates, numbers beyond +-2**53 or not finite): both evaluators must give the same answer or the same error.
+_EDGE_STRINGS = ("x" * 4096, "x" * 4097, "x" * 4096 + "-other", "x" * 65_535, "x" * 65_535 + "-other",
+                 "é" * 2048, "é" * 2049, "qwen3\ud800", "\udfff", "")
+_EDGE = {"str": _EDGE_STRINGS, "set": _EDGE_STRINGS, "bool": (),
+         "float": (2.0**53, 2.0**53 + 2, -0.0, 5e-324, 1e308, float("inf"), float("nan")),
+         "int": (2**53, 2**53 + 1, -(2**53), 10**400)}
 
 
 def _ops_for(kind: str) -> tuple[str, ...]:
@@ -112,12 +119,13 @@ def _ops_for(kind: str) -> tuple[str, ...]:
 
 
 @_st.composite
-def ir_conditions(draw, typed: bool = True) -> _ir.Condition:
-    """One condition; `typed=False` also draws ops and values of the wrong type (compiler edge cases)."""
+def ir_conditions(draw, typed: bool = True, edge: bool = False) -> _ir.Condition:
+    """One condition; `typed=False` also draws ops and values of the wrong type (compiler edge cases);
+    `edge=True` also draws values at and past the evaluators' limits."""
     attr = draw(_st.sampled_from(sorted(_POOLS)))
     kind = _KINDS[attr]
     op = draw(_st.sampled_from(_ir.OPS if not typed else _ops_for(kind)))
-    pool = _POOLS[attr]
+    pool = _POOLS[attr] + (_EDGE[kind] if edge else ())
     if not typed and draw(_st.integers(0, 4)) == 0:
         pool = pool + ("x", 3, 2.5, True)
     if op in ("exists", "missing"):
@@ -132,12 +140,13 @@ def ir_conditions(draw, typed: bool = True) -> _ir.Condition:
 
 
 @_st.composite
-def ir_rulebooks(draw, min_rules: int = 1, max_rules: int = 25, typed: bool = True) -> _ir.Rulebook:
+def ir_rulebooks(draw, min_rules: int = 1, max_rules: int = 25, typed: bool = True,
+                 edge: bool = False) -> _ir.Rulebook:
     """Random rulebooks with frequent salience ties (two layers, priorities 0 or 10)."""
     n = draw(_st.integers(min_rules, max_rules))
     rules = []
     for i in range(n):
-        when = tuple(draw(_st.lists(ir_conditions(typed=typed), max_size=4)))
+        when = tuple(draw(_st.lists(ir_conditions(typed=typed, edge=edge), max_size=4)))
         rules.append(_ir.Rule(id=f"r{i}", description="random", layer=draw(_st.sampled_from(("family", "archetype"))),
                               priority=draw(_st.sampled_from((0, 10))), when=when, set={"batch": 512},
                               source=f"gen.yaml:{i + 1}", index=i))
@@ -145,11 +154,16 @@ def ir_rulebooks(draw, min_rules: int = 1, max_rules: int = 25, typed: bool = Tr
 
 
 @_st.composite
-def typed_contexts(draw) -> dict:
-    """A flat typed context over the attributes of ir_rulebooks; every key optional."""
+def typed_contexts(draw, edge: bool = False) -> dict:
+    """A flat typed context over the attributes of ir_rulebooks; every key optional. `edge=True` also draws
+    values at and past the evaluators' limits (such a context may be refused: ContextError)."""
     ctx = {}
     for attr, pool in _POOLS.items():
         if not draw(_st.booleans()):
+            continue
+        if edge and _EDGE[_KINDS[attr]] and draw(_st.integers(0, 2)) == 0:
+            edge_value = draw(_st.sampled_from(_EDGE[_KINDS[attr]]))
+            ctx[attr] = frozenset((edge_value,)) if _KINDS[attr] == "set" else edge_value
             continue
         if _KINDS[attr] == "set":
             ctx[attr] = frozenset(draw(_st.lists(_st.sampled_from(pool), max_size=3)))

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from engine import ir
-from engine._attributes import CONTEXT_ATTRIBUTES, ContextError, validate_context
+from engine._attributes import (
+    CONTEXT_ATTRIBUTES,
+    MAX_NUMBER,
+    MAX_STRING_BYTES,
+    ContextError,
+    string_problem,
+    validate_context,
+)
 from engine.errors import CompileError, EngineUnavailable, UsageError
 
 ENGINE_ENV = "LEMONADE_AUTOTUNE_ENGINE"
@@ -34,6 +41,27 @@ class Evaluator(Protocol):
 
 def firing_order(rule: ir.Rule) -> tuple[int, int]:
     return (rule.salience, rule.index)
+
+
+def _value_ok(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_value_ok(v) for v in value)
+    if isinstance(value, str):
+        return string_problem(value) is None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return abs(value) <= MAX_NUMBER  # False for NaN and inf; never overflows on a huge int
+
+
+def check_rule_values(rulebook: ir.Rulebook) -> None:
+    """Refuse condition values durable-rules cannot represent faithfully (strings over the limit or not valid
+    Unicode, numbers not finite or beyond +-2**53). Every evaluator calls it, so on any rulebook they give the
+    same answer or the same CompileError (the rulebook loader refuses the same values with file:line)."""
+    bad = [r for r in rulebook.rules if not all(_value_ok(c.value) for c in r.when)]
+    if bad:
+        raise CompileError([f"{r.source} {r.id}: a value beyond what the rule engines compare exactly (a number "
+                            f"not finite or beyond +-2**53, or a string over {MAX_STRING_BYTES:,} bytes or not "
+                            f"valid Unicode)" for r in bad], bad)
 
 
 def durable_available() -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import ir
-from engine._attributes import CONTEXT_ATTRIBUTES, MAX_NUMBER, Attribute
+from engine._attributes import CONTEXT_ATTRIBUTES, Attribute
 from engine.errors import CompileError
 
 END_PRI = 65535
@@ -198,14 +198,6 @@ def dumps(obj: Any) -> str:
     return "[" + ",".join(dumps(v) for v in obj) + "]"
 
 
-def _number_ok(value: Any) -> bool:
-    if isinstance(value, tuple):
-        return all(_number_ok(v) for v in value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return True
-    return abs(value) <= MAX_NUMBER  # False for NaN and inf; never overflows on a huge int
-
-
 def pattern(tests: tuple[Test, ...]) -> dict[str, Any]:
     items: list[dict[str, Any]] = [{"t": "ctx"}]
     for op, key, value in tests:
@@ -322,9 +314,9 @@ def plan(rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = Non
     if bad:
         raise CompileError([f"{r.source} {r.id}: salience {r.salience} outside 0..{ir.SALIENCE_MAX}" for r in bad],
                            bad)
-    bad = [r for r in rulebook.rules if not all(_number_ok(c.value) for c in r.when)]
-    if bad:
-        raise CompileError([f"{r.source} {r.id}: a number that is not finite or beyond +-2**53" for r in bad], bad)
+    from engine.evaluators import check_rule_values
+
+    check_rule_values(rulebook)
     card: dict[str, set[Any]] = {}
     for r in rulebook.rules:
         for c in r.when:

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine import ir
 from engine._attributes import CONTEXT_ATTRIBUTES, Attribute, validate_context
-from engine.evaluators import firing_order
+from engine.evaluators import check_rule_values, firing_order
 
 
 class PythonEvaluator:
@@ -21,6 +21,7 @@ class PythonEvaluator:
     name = "python"
 
     def __init__(self, rulebook: ir.Rulebook, attributes: Mapping[str, Attribute] | None = None) -> None:
+        check_rule_values(rulebook)
         self.rulebook = rulebook
         self.attributes = CONTEXT_ATTRIBUTES if attributes is None else attributes
         self._rules = sorted(rulebook.rules, key=firing_order)

@@ -254,7 +254,7 @@ def test_numbers_durable_cannot_parse_as_python_writes_them():
     finally:
         dev.close()
     for bad in (float("inf"), 2**60):
-        with pytest.raises(durable.CompileError, match="not finite or beyond"):
+        with pytest.raises(durable.CompileError, match="beyond what the rule engines compare exactly"):
             durable.DurableEvaluator(_book([_rule(0, (ir.Condition("params_b", "lt", bad),))]))
 
 
@@ -276,3 +276,40 @@ def test_many_archetype_rules_share_one_shard_and_many_true_members_fall_back_ex
             assert got == pev.match(ctx) and len(got) == members
     finally:
         dev.close()
+
+
+@needs_durable
+def test_durable_cannot_compare_strings_over_4096_bytes_so_both_evaluators_refuse_them(monkeypatch):
+    """The trap (measured): in durable-rules, a rule `eq` on a string over 4,096 bytes never matches, not even
+    the identical string (`ne` always does); Python compares whole strings. Unguarded, durable says no where
+    Python says yes; guarded, both refuse the rule and the context alike, so they can never disagree."""
+    import engine.evaluators as evaluators
+    import engine.evaluators.python as python_evaluator
+
+    long = "x" * 4097
+    book = _book([_rule(0, (ir.Condition("architecture", "eq", long),))])
+    ctx = {"architecture": long}
+    with monkeypatch.context() as m:  # the durable network as it is, without our value checks
+        m.setattr(evaluators, "check_rule_values", lambda rulebook: None)
+        m.setattr(durable, "validate_context", lambda context, attributes=None: dict(context))
+        m.setattr(python_evaluator, "check_rule_values", lambda rulebook: None)
+        m.setattr(python_evaluator, "validate_context", lambda context, attributes=None: dict(context))
+        raw = durable.DurableEvaluator(book)
+        try:
+            assert raw.match(ctx) == ()  # a wrong answer: the strings are equal
+        finally:
+            raw.close()
+        assert [r.id for r in PythonEvaluator(book).match(ctx)] == ["r0"]
+    for engine in ("durable", "python"):
+        with pytest.raises(evaluators.CompileError, match="over 4,096 bytes"):
+            make_evaluator(book, engine)
+    short = _book([_rule(0, (ir.Condition("architecture", "eq", "qwen3"),))])
+    for engine in ("durable", "python"):
+        ev = make_evaluator(short, engine)
+        for bad in (ctx, {"architecture": long + "-other"}, {"architecture": "qwen3\ud800"}, {"family": "é" * 2049}):
+            with pytest.raises(evaluators.ContextError, match="architecture|family"):
+                ev.match(bad)
+        assert ev.match({"architecture": "é" * 2048}) == ()  # 4,096 bytes: at the limit, accepted
+        close = getattr(ev, "close", None)
+        if close:
+            close()

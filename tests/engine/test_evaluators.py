@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from engine import ir
-from engine.evaluators import ContextError, make_evaluator
+from engine.evaluators import CompileError, ContextError, make_evaluator
 from engine.evaluators.python import PythonEvaluator
 from tests.strategies import ir_rulebooks, typed_contexts
 
@@ -44,6 +44,41 @@ def test_durable_and_python_give_identical_ordered_matches(book, contexts):
             assert _ids(dev.match(ctx)) == want
     finally:
         dev.close()
+
+
+def _outcome(book: ir.Rulebook, contexts: list[dict], engine: str) -> object:
+    """What one evaluator makes of a rulebook and contexts: a compile error, or per context its ordered hits or
+    a context error."""
+    try:
+        ev = make_evaluator(book, engine)
+    except CompileError:
+        return "compile error"
+    try:
+        out = []
+        for ctx in contexts:
+            try:
+                out.append(_ids(ev.match(ctx)))
+            except ContextError:
+                out.append("context error")
+        return out
+    finally:
+        if hasattr(ev, "close"):
+            ev.close()
+
+
+@needs_durable
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(book=ir_rulebooks(max_rules=8, edge=True), contexts=st.lists(typed_contexts(edge=True), min_size=1, max_size=4))
+def test_at_and_past_the_value_limits_both_evaluators_give_the_same_answer_or_the_same_error(book, contexts):
+    """Long strings (over 4,096 bytes, sharing long prefixes), lone surrogates, numbers past +-2**53, inf and NaN:
+    durable-rules compares none of them faithfully, so both evaluators refuse them alike; what they accept they
+    answer exactly as the specification (ir.matches) does."""
+    got = _outcome(book, contexts, "durable")
+    assert got == _outcome(book, contexts, "python")
+    if got != "compile error":
+        for ctx, hits in zip(contexts, got, strict=True):
+            if hits != "context error":
+                assert hits == _reference(book, {k: (float(v) if k == "params_b" else v) for k, v in ctx.items()})
 
 
 @needs_durable
