@@ -27,6 +27,7 @@ ENV_CONFIG_DIR = "LEMONADE_AUTOTUNE_CONFIG_DIR"
 ENV_REMOTE = "LEMONADE_AUTOTUNE_REMOTE"
 CONFIG_FILE = "config.yaml"
 USER_RULEBOOK = "user-rulebook"
+LOCAL_RULEBOOK = "local-rulebook"  # rules `engine learn` saved (layer local; engine.adaptive.learn)
 _OFF = {"0", "off", "false", "no"}
 _ON = {"1", "on", "true", "yes"}
 _KEYS = {"enabled": bool, "scenario": str, "lemonade": str, "lemonade_config": str, "overrides": dict,
@@ -110,10 +111,18 @@ class Settings:
     def has_user_rulebook(self) -> bool:
         return self.user_rulebook.is_dir() and any(self.user_rulebook.rglob("*.yaml"))
 
+    @property
+    def local_rulebook(self) -> Path:
+        return self.dir / LOCAL_RULEBOOK
+
+    def has_local_rulebook(self) -> bool:
+        return self.local_rulebook.is_dir() and any(self.local_rulebook.rglob("*.yaml"))
+
     def to_dict(self) -> dict[str, Any]:
         return {"config_file": str(self.file), "config_file_exists": self.file_exists,
                 "autotune": self.autotune.to_dict(), "scenario": self.scenario,
                 "user_rulebook": str(self.user_rulebook) if self.has_user_rulebook() else None,
+                "local_rulebook": str(self.local_rulebook) if self.has_local_rulebook() else None,
                 "overrides": dict(self.overrides), "lemonade": self.lemonade,
                 "lemonade_config": self.lemonade_config, "remote": self.remote.to_dict()}
 
@@ -260,6 +269,8 @@ def rulebook_roots(settings: Settings, rulebook_dirs: tuple[str, ...] = (), *,
             from engine.profiles import refresher
 
             refresher.start_if_due(settings)
+    if settings.has_local_rulebook():  # what `engine learn` saved, under the user's own rules
+        roots.append(settings.local_rulebook)
     if settings.has_user_rulebook():
         roots.append(settings.user_rulebook)
     return tuple(roots)
@@ -275,16 +286,19 @@ def custom_book(settings: Settings) -> bool:
 
 
 def check_user_layer(book: Rulebook, settings: Settings) -> None:
-    """Every rule of the user rulebook must be `layer: user` (it is the highest layer); RulebookError if not."""
-    prefix = f"{USER_RULEBOOK}/"
+    """Every rule of the user rulebook must be `layer: user` (it is the highest layer), every rule of the local
+    rulebook `layer: local`; RulebookError if not."""
     bad = []
-    for rule in book.rules:
-        if rule.source.startswith(prefix) and rule.layer != "user":
-            label, _, line = rule.source.rpartition(":")
-            shown = settings.user_rulebook / label[len(prefix):]
-            bad.append(LocatedError(str(shown), int(line or 1), 1, "layer", "user_layer",
-                                    f"rule {rule.id!r} is in the user rulebook but says layer "
-                                    f"{rule.layer!r}; rules there must say `layer: user`"))
+    for folder, root, layer in ((USER_RULEBOOK, settings.user_rulebook, "user"),
+                                (LOCAL_RULEBOOK, settings.local_rulebook, "local")):
+        prefix = f"{folder}/"
+        for rule in book.rules:
+            if rule.source.startswith(prefix) and rule.layer != layer:
+                label, _, line = rule.source.rpartition(":")
+                shown = root / label[len(prefix):]
+                bad.append(LocatedError(str(shown), int(line or 1), 1, "layer", f"{layer}_layer",
+                                        f"rule {rule.id!r} is in the {layer} rulebook but says layer "
+                                        f"{rule.layer!r}; rules there must say `layer: {layer}`"))
     if bad:
         raise RulebookError(bad)
 

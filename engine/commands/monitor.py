@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
         description="Read what Lemonade says about its loaded models (/v1/health options and launch command, "
                     "/metrics, /v1/stats), and/or Lemonade bench JSON files, or measure loaded models with a few "
                     "short chats (--measure); compare with the recommendation's expected performance or a "
-                    "baseline; flag tokens/s -5 %% (warning) / -15 %% (critical) and TTFT +10 %% (warning). "
+                    "baseline; flag tokens/s -5 % (warning) / -15 % (critical) and TTFT +10 % (warning). "
                     "Exit 1 when anything is flagged.")
     p.add_argument("models", nargs="*", metavar="MODEL", help="only these models (default: every one seen)")
     p.add_argument("--bench", action="append", default=[], metavar="FILE",
