@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine._attributes import string_problem
+from engine._attributes import CONTEXT_ATTRIBUTES
 from engine.errors import FactValueError
 from facts.archetype import ISA_ORDER
 from facts.memory import GIB
@@ -117,15 +117,19 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
         ctx[key] = kind(value)
 
     ctx["scenario"] = scenario
-    _check_strings(ctx)
+    _check_facts(ctx)
     return ctx
 
 
-def _check_strings(ctx: Mapping[str, Any]) -> None:
-    """Every string fact within what both evaluators compare exactly (else a FactValueError naming it)."""
+def _check_facts(ctx: Mapping[str, Any]) -> None:
+    """Every fact a value both evaluators compare exactly (strings within the limit and valid Unicode, finite
+    numbers within +-2**53), else a FactValueError naming it: an input gave an impossible value."""
     for key, value in ctx.items():
-        for item in (value,) if isinstance(value, str) else value if isinstance(value, frozenset) else ():
-            why = string_problem(item)
-            if why:
-                raise FactValueError(f"the {key} fact {why}: fix the input it came from (a model-facts "
-                                     f"JSON, a GGUF header or a system-info document)")
+        attr = CONTEXT_ATTRIBUTES.get(key)
+        if attr is None:
+            continue
+        items = tuple(value) if isinstance(value, frozenset) and attr.kind == "set" else (value,)
+        for item in items:
+            if not attr.accepts(item):
+                raise FactValueError(f"an impossible fact: {attr.check_value(item)}: fix the input it came from (a "
+                                     "model-facts JSON, a GGUF header, a system-info document or a device report)")

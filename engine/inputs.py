@@ -34,9 +34,9 @@ def hardware(system_info: str | None = None, llama_devices: str | None = None) -
         doc = read_document(system_info, "system-info")
         found.append(from_system_info(doc.text, source=f"system-info:{doc.label}"))
     if llama_devices:
-        from facts.llamacpp import from_llama_devices
+        from facts.llamacpp import REPORT_LIMIT, from_llama_devices
 
-        doc = read_document(llama_devices, "llama.cpp device report")
+        doc = read_document(llama_devices, "llama.cpp device report", limit=REPORT_LIMIT)
         found.append(from_llama_devices(doc.text, source=f"llama-devices:{doc.label}"))
     if not found:
         from facts.detect import detect

@@ -8,10 +8,11 @@ writes it) and not obviously some other kind of file (a GGUF model given as syst
 from __future__ import annotations
 
 import codecs
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from facts.errors import FactsInputError
 
@@ -94,3 +95,111 @@ def read_document(spec: str | Path, kind: str, limit: int = DEFAULT_LIMIT) -> Do
         with path.open("rb") as fh:
             data = _read_bounded(fh, label, kind, limit)
     return Document(label, decode(data, label, kind))
+
+
+# ---- JSON ---------------------------------------------------------------------------------------------------
+
+MAX_DEPTH = 64  # a Lemonade system-info nests 5 levels, a bench file 6; nothing we read needs more
+MAX_INT = 2**63  # no count, size or rate we read comes near it
+
+
+class JSONProblem(ValueError):
+    """Why a JSON text cannot be accepted: `where` is `line L column C` or a JSON path (`$.devices.cpu`)."""
+
+    def __init__(self, where: str, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.where, self.message, self.line, self.column = where, message, line, column
+        super().__init__(f"{where}: {message}")
+
+    def at(self, label: str) -> str:
+        """`label:LINE:COL: message`, or `label: $.path: message`."""
+        if self.line is not None:
+            return f"{label}:{self.line}:{self.column}: {self.message}"
+        return f"{label}: {self.where}: {self.message}"
+
+
+class _Bad:
+    """A number parsed from the text that no fact can hold (kept as text until the walk names its path)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _number(text: str) -> Any:
+    if len(text) > 20:  # more digits than 2**63 has: refused without converting (Python limits int() anyway)
+        return _Bad(text)
+    value = int(text)
+    return value if abs(value) <= MAX_INT else _Bad(text)
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    return value if value - value == 0 else _Bad(text)  # inf from 1e999
+
+
+def _constant(text: str) -> Any:
+    return _Bad(text)  # NaN, Infinity, -Infinity: Python accepts them, JSON does not
+
+
+def _path(parts: list[Any]) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _show(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text):,} characters)"
+
+
+DECODER = json.JSONDecoder(parse_int=_number, parse_float=_float, parse_constant=_constant)
+
+
+def parse_json(text: str) -> Any:
+    """JSON text as Python values, refusing with JSONProblem what no document of ours may hold: nesting deeper
+    than MAX_DEPTH, integers beyond +-2**63, numbers that are not finite (1e999, NaN, Infinity) and lone
+    surrogates (`"\\ud800"`) in keys or strings; invalid JSON with its line and column."""
+    try:
+        data = DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        raise JSONProblem(f"line {err.lineno} column {err.colno}", f"invalid JSON: {err.msg}", err.lineno,
+                          err.colno) from None
+    except RecursionError:
+        raise JSONProblem("(document)", f"nested more than {MAX_DEPTH} levels deep") from None
+    check_json(data)
+    return data
+
+
+def check_json(data: Any) -> None:
+    """What parse_json refuses in a value DECODER made (JSONProblem naming its JSON path)."""
+    stack: list[tuple[Any, list[Any]]] = [(data, [])]
+    while stack:
+        node, here = stack.pop()
+        if len(here) > MAX_DEPTH:
+            raise JSONProblem(_path(here[:3]) + "…", f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                _check_string(key, here + [key], "key")
+                stack.append((value, here + [key]))
+        elif isinstance(node, list):
+            stack.extend((value, here + [i]) for i, value in enumerate(node))
+        elif isinstance(node, str):
+            _check_string(node, here, "string")
+        elif isinstance(node, _Bad):
+            raise JSONProblem(_path(here), f"the number {_show(node.text)} is out of range (integers up to "
+                                           "2**63, finite numbers only)")
+
+
+def _check_string(text: str, here: list[Any], what: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise JSONProblem(_path(here[:-1]) + " (a key)" if what == "key" else _path(here),
+                          f"the {what} holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character "
+                          f"{err.start}: not valid Unicode") from None
+
+
+def load_json(text: str, label: str, kind: str) -> Any:
+    """parse_json, its JSONProblem raised as the FactsInputError a user sees (exit 2): `label` names the file."""
+    try:
+        return parse_json(text)
+    except JSONProblem as err:
+        raise FactsInputError(label, [f"{err.where}: {err.message}"], kind) from None

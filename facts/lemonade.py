@@ -9,6 +9,7 @@ from typing import Any
 
 from facts import catalog
 from facts.archetype import nominal_gb
+from facts.documents import JSONProblem, parse_json
 from facts.errors import FactsInputError
 from facts.models import CPU, GIB, GPU, NPU, Absent, HardwareFacts, Memory, OSInfo
 
@@ -69,13 +70,13 @@ def _load(doc: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]:
     else:
         text = doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
+            data = parse_json(text)
+        except JSONProblem as err:
             hint = ""
-            if re.search(r"Available devices:|ggml_(?:vulkan|cuda_init|metal_init)|^\s*\w+\d+: ", text, re.M):
+            if err.message.startswith("invalid JSON") and re.search(
+                    r"Available devices:|ggml_(?:vulkan|cuda_init|metal_init)|^\s*\w+\d+: ", text, re.M):
                 hint = " (this looks like llama.cpp device output: pass it as --llama-devices)"
-            raise FactsInputError(source, [f"line {err.lineno} column {err.colno}: not JSON: {err.msg}{hint}"],
-                                  kind=KIND) from err
+            raise FactsInputError(source, [f"{err.where}: {err.message}{hint}"], kind=KIND) from None
     if not isinstance(data, dict):
         raise FactsInputError(source, [f"(document): expected a JSON object, got {type(data).__name__}"], kind=KIND)
     markers = ("devices", "OS Version", "Physical Memory", "Processor")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from facts import catalog
 from facts._llama_lines import DeviceLine, number, parse_device_line, split_joined
 from facts.archetype import apple_chip
@@ -46,6 +48,30 @@ class _Dev:
         return f"{self.backend}{self.index}"
 
 
+MAX_MIB = float(1 << 30)  # 1 PiB: no device or host has more
+MAX_COUNT = 4096  # device indices and counts, Metal families
+MAX_LINE = 2048
+REPORT_LIMIT = 4 << 20  # bytes of a device report: a verbose start-up log is well under 1 MiB
+
+
+class _LineError(ValueError):
+    def __init__(self, line: int, why: str) -> None:
+        self.line, self.why = line, why
+        super().__init__(f"line {line}: {why}")
+
+
+def _implausible(x: DeviceLine) -> str | None:
+    """Why a parsed line cannot describe a real device (None when it can): the log is corrupted or made up."""
+    for what, value in (("memory size", x.total_mib), ("free memory", x.free_mib)):
+        if value is not None and not 0 <= value <= MAX_MIB:
+            return f"a {what} of {value:.4g} MiB: no device has that (is the log corrupted?)"
+    for what, value, limit in (("device index", x.index, MAX_COUNT), ("count", x.count, MAX_COUNT),
+                               ("thread count", x.threads, 1 << 20)):
+        if value is not None and not 0 <= value <= limit:
+            return f"a {what} of {value:.4g}: beyond any machine (is the log corrupted?)"
+    return None
+
+
 def _vendor(name: str, backend: str, driver: str = "") -> str:
     """The vendor the device name or driver names, else the one the backend implies."""
     vendor = catalog.vendor_from_name(f"{name} {driver}")
@@ -80,8 +106,15 @@ class _Reader:
         if failed := _FAILED.search(raw.strip()):
             self.failures.append(f"line {n}: {failed.group(1)[:120]}")
         for part in split_joined(raw):
-            item = parse_device_line(part, self.context)
+            if len(part) > MAX_LINE:  # not a line llama.cpp prints (theirs are < 600 characters); skip it fast
+                continue
+            try:
+                item = parse_device_line(part, self.context)
+            except ValueError:  # int() of a number with thousands of digits
+                raise _LineError(n, "a number with thousands of digits") from None
             if item is not None:
+                if why := _implausible(item):
+                    raise _LineError(n, why)
                 self.take(item, n)
 
     def take(self, x: DeviceLine, n: int) -> None:
@@ -260,14 +293,16 @@ def from_llama_devices(text: str | bytes, *, source: str = "llama-devices") -> H
         text = text.decode("utf-8", errors="replace")
     label = source if source.startswith("llama-devices") else f"llama-devices:{source}"
     reader = _Reader()
-    for n, raw in enumerate(text.splitlines(), start=1):
-        reader.feed(raw, n)
-    gpus = [_build(d, label) for d in reader.devices()]
-    metal = None if any(b == "MTL" for b, _ in reader.devs) else _metal(reader, label)
-    if metal is not None:
-        gpus.append(metal)
-    elif reader.metal and any(b == "MTL" for b, _ in reader.devs):
-        gpus = [_with_metal_lines(g, reader, label) for g in gpus]
+    try:
+        for n, raw in enumerate(text.splitlines(), start=1):
+            reader.feed(raw, n)
+    except _LineError as err:
+        raise FactsInputError(source, [str(err)], kind=KIND) from None
+    try:
+        gpus = _gpus(reader, label)
+    except ValidationError as err:
+        raise FactsInputError(source, [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()],
+                              kind=KIND) from None
     if not gpus and not reader.header and reader.cpu_name is None:
         head = text.lstrip()[:1]
         hint = " (this looks like JSON: pass a Lemonade document as --system-info)" if head in "{[" and head else ""
@@ -294,6 +329,16 @@ def from_llama_devices(text: str | bytes, *, source: str = "llama-devices") -> H
     warnings = tuple(f"{name}: {why}; not counted as a GPU" for name, why in sorted(reader.skipped.items()))
     return HardwareFacts(cpu=cpu, memory=memory, gpus=tuple(gpus), source=label, absent=tuple(_memory_absent(gpus)),
                          warnings=warnings)
+
+
+def _gpus(reader: _Reader, label: str) -> list[GPU]:
+    gpus = [_build(d, label) for d in reader.devices()]
+    metal = None if any(b == "MTL" for b, _ in reader.devs) else _metal(reader, label)
+    if metal is not None:
+        gpus.append(metal)
+    elif reader.metal and any(b == "MTL" for b, _ in reader.devs):
+        gpus = [_with_metal_lines(g, reader, label) for g in gpus]
+    return gpus
 
 
 def _with_metal_lines(g: GPU, reader: _Reader, label: str) -> GPU:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from facts.documents import JSONProblem, parse_json, read_document
 from facts.errors import ModelFactsError
 from facts.models import GIB, ModelFacts
 
@@ -180,16 +181,21 @@ def _with_download(facts: ModelFacts) -> ModelFacts:
 
 
 
+MAX_SIZE_GIB = 1 << 20  # 1 PiB: beyond any model file
+
+
 def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
     """A model-facts JSON file: community-benchmark keys (architecture, params_b, active_params_b, quant,
     size_gib) and optionally any ModelFacts field. Unknown keys are an error naming the key."""
     src = os.fspath(path)
     try:
-        data = json.loads(Path(src).read_text(encoding="utf-8"))
+        data = parse_json(read_document(src, "model-facts").text)
     except OSError as err:
         raise ModelFactsError(src, f"cannot read: {err.strerror or err}") from err
-    except json.JSONDecodeError as err:
-        raise ModelFactsError(f"{src}:{err.lineno}:{err.colno}", f"invalid JSON: {err.msg}") from err
+    except JSONProblem as err:
+        if err.line is not None:
+            raise ModelFactsError(f"{src}:{err.line}:{err.column}", err.message) from None
+        raise ModelFactsError(src, f"{err.where}: {err.message}") from None
     if not isinstance(data, dict):
         raise ModelFactsError(src, "a model-facts file must hold one JSON object")
     allowed = _JSON_KEYS | set(ModelFacts.model_fields)
@@ -200,8 +206,9 @@ def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
     facts = dict(data)
     size = facts.pop("size_gib", None)
     if size is not None:
-        if isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0:
-            raise ModelFactsError(src, f"size_gib: must be a positive number, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size <= MAX_SIZE_GIB:
+            raise ModelFactsError(src, f"size_gib: must be a positive number of GiB up to {MAX_SIZE_GIB:,}, "
+                                       f"got {json.dumps(size)[:40]}")
         facts.setdefault("file_bytes", int(round(size * GIB)))
     if "is_moe" not in facts and facts.get("active_params_b") and facts.get("params_b"):
         facts["is_moe"] = facts["active_params_b"] < facts["params_b"]

@@ -79,14 +79,32 @@ def _stat(block: Any, key: str, where: str) -> float | None:
     return float(v)
 
 
+def _typed(obj: Mapping[str, Any], key: str, kinds: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    """obj[key] when it is of `kinds` (bools are never numbers), `default` when absent or null; else UsageError."""
+    v = obj.get(key)
+    if v is None:
+        return default
+    if isinstance(v, kinds) and not (isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple)
+                                                                          else (kinds,))):
+        return v
+    raise UsageError(f"{where}.{key}: expected {_KIND_NAMES.get(kinds, 'a value of another type')}, got "
+                     f"{json.dumps(v)[:60]}")
+
+
+_KIND_NAMES: dict[Any, str] = {str: "a string", int: "an integer", dict: "an object", list: "a list",
+                               bool: "true/false", (int, float): "a number"}
+
+
 def read_bench(path: str | Path) -> list[Measurement]:
     """Every scenario of a Lemonade bench JSON file (and a compare file's changes); UsageError says where."""
+    from facts.documents import JSONProblem, parse_json, read_document
+
     path = Path(path)
     label = str(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{label}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+        doc = parse_json(read_document(path, "Lemonade bench").text)
+    except JSONProblem as err:
+        raise UsageError(err.at(label)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
         raise UsageError(f"{label}: not a Lemonade bench file: expected a top-level 'models' list "
                          "(lemonade bench --json --output FILE)")
@@ -96,31 +114,41 @@ def read_bench(path: str | Path) -> list[Measurement]:
         if not isinstance(model, dict) or not isinstance(model.get("model"), str):
             raise UsageError(f"{where_m}: expected an object with a 'model' name")
         name = model["model"]
-        changes = {(c.get("backend"), c.get("backend_args") or "", c.get("ctx_size"), c.get("scenario")): c
-                   for c in model.get("comparison") or [] if isinstance(c, dict)}
-        for ri, res in enumerate(model.get("results") or []):
+        config = _typed(model, "config", dict, where_m, {})
+        planned = _typed(config, "measurement_runs", int, f"{where_m}.config", 1)
+        changes = {}
+        for ci, c in enumerate(_typed(model, "comparison", list, where_m, [])):
+            if isinstance(c, dict):
+                w = f"{where_m}.comparison[{ci}]"
+                key = (_typed(c, "backend", str, w), _typed(c, "backend_args", str, w, ""),
+                       _typed(c, "ctx_size", int, w), _typed(c, "scenario", str, w))
+                changes[key] = (_typed(c, "tps_pct_change", (int, float), w),
+                                _typed(c, "ttft_pct_change", (int, float), w))
+        for ri, res in enumerate(_typed(model, "results", list, where_m, [])):
             where_r = f"{where_m}.results[{ri}]"
             if not isinstance(res, dict):
                 raise UsageError(f"{where_r}: expected an object")
-            backend = res.get("backend")
-            args = str(res.get("backend_args") or "")
+            backend = _typed(res, "backend", str, where_r)
+            args = _typed(res, "backend_args", str, where_r, "")
             ctx = res.get("ctx_size") if isinstance(res.get("ctx_size"), int) else None
-            for si, sc in enumerate(res.get("scenarios") or []):
+            recipe = _typed(res, "recipe", str, where_r, "llamacpp")
+            for si, sc in enumerate(_typed(res, "scenarios", list, where_r, [])):
                 where = f"{where_r}.scenarios[{si}]"
                 if not isinstance(sc, dict) or not isinstance(sc.get("name"), str):
                     raise UsageError(f"{where}: expected an object with a scenario 'name'")
-                runs = int(model.get("config", {}).get("measurement_runs") or 1) - int(sc.get("failed_runs") or 0)
-                c = changes.get((f"{res.get('recipe', 'llamacpp')}/{backend}", args, ctx, sc["name"])) or {}
+                failed_all = bool(sc.get("all_runs_failed"))
+                runs = planned - _typed(sc, "failed_runs", int, where, 0)
+                tps_change, ttft_change = changes.get((f"{recipe}/{backend}", args, ctx, sc["name"]), (None, None))
+                tokens = sc.get("input_tokens")
                 out.append(Measurement(
-                    name, str(backend) if backend else None, args, ctx, sc["name"],
+                    name, backend or None, args, ctx, sc["name"],
                     _stat(sc.get("tps"), "p50", f"{where}.tps"), _stat(sc.get("ttft_ms"), "p50", f"{where}.ttft_ms"),
-                    sc.get("input_tokens") if isinstance(sc.get("input_tokens"), int) else None,
-                    0 if sc.get("all_runs_failed") else max(runs, 0),
+                    tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                    0 if failed_all else max(runs, 0),
                     _stat(sc.get("tps"), "min", f"{where}.tps"), _stat(sc.get("tps"), "max", f"{where}.tps"),
                     _stat(sc.get("ttft_ms"), "min", f"{where}.ttft_ms"),
                     _stat(sc.get("ttft_ms"), "max", f"{where}.ttft_ms"), where,
-                    "all runs failed" if sc.get("all_runs_failed") else None,
-                    c.get("tps_pct_change"), c.get("ttft_pct_change")))
+                    "all runs failed" if failed_all else None, tps_change, ttft_change))
     return out
 
 

@@ -40,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from engine.inputs import hardware
     from engine.profiles.anonymise import machine_identifiers
     from engine.profiles.submission import build
+    from facts.documents import JSONProblem, parse_json, read_document
 
     src = Path(args.bench)
     try:
-        bench = json.loads(src.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{src}:{err.lineno}:{err.colno}: invalid JSON ({err.msg}); give a `lemonade bench --json` "
-                         "result") from None
+        bench = parse_json(read_document(src, "Lemonade bench").text)
+    except JSONProblem as err:
+        raise UsageError(f"{err.at(str(src))}; give a `lemonade bench --json` result") from None
     hw = hardware(args.system_info, args.llama_devices)
     source = "detected on this machine" if not (args.system_info or args.llama_devices) else hw.source.split(":")[0]
     doc, scrub = build(bench, hw, facts_source=source, identifiers=[*machine_identifiers(), *args.redact])

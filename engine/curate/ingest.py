@@ -16,6 +16,7 @@ from engine.curate.normalise import backend_of, build_of, iso_date
 from engine.curate.records import IngestIssue
 from engine.curate.submission import read_lemonade_or_submission
 from engine.errors import UsageError
+from facts.documents import DECODER, JSONProblem, check_json, parse_json
 
 __all__ = ["IngestError", "Item", "parse_test", "read_file", "read_paths", "sniff"]
 
@@ -177,7 +178,6 @@ def _bench_json(label: str, text: str) -> Iterator[Item]:
     if start < 0:
         yield IngestIssue(where=f"{label}:1", message="expected a JSON array of llama-bench results")
         return
-    dec = json.JSONDecoder()
     pos, i = start + 1, 0
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
@@ -186,12 +186,19 @@ def _bench_json(label: str, text: str) -> Iterator[Item]:
             return
         line = text.count("\n", 0, pos) + 1
         try:
-            obj, pos = dec.raw_decode(text, pos)
+            obj, pos = DECODER.raw_decode(text, pos)
+            check_json(obj)
         except json.JSONDecodeError as err:
             yield IngestIssue(where=f"{label}:{text.count(chr(10), 0, err.pos) + 1}",
                               message=f"invalid JSON: {err.msg}; the rest of the file is skipped")
             return
-        yield _bench_obj(f"{label}:{line} $[{i}]", "llama-bench-json", obj, label)
+        except RecursionError:
+            yield IngestIssue(where=f"{label}:{line}", message="nested far too deep; the rest of the file is skipped")
+            return
+        except JSONProblem as err:
+            yield IngestIssue(where=f"{label}:{line} $[{i}]", message=f"{err.where}: {err.message}")
+        else:
+            yield _bench_obj(f"{label}:{line} $[{i}]", "llama-bench-json", obj, label)
         i += 1
 
 
@@ -200,9 +207,9 @@ def _bench_jsonl(label: str, text: str | Iterable[str]) -> Iterator[Item]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield IngestIssue(where=f"{label}:{n}", message=f"invalid JSON: {err.msg} (column {err.colno})")
+            obj = parse_json(line)
+        except JSONProblem as err:
+            yield IngestIssue(where=f"{label}:{n}", message=f"invalid JSON: {err.message} ({err.where})")
             continue
         yield _bench_obj(f"{label}:{n}", "llama-bench-jsonl", obj, label)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
 from engine.curate.fields import Item, flag, make, num
 from engine.curate.normalise import build_of, iso_date
 from engine.curate.records import IngestIssue
+from facts.documents import JSONProblem, parse_json
 
 _ARG = re.compile(r"(-ub|--ubatch-size|-b|--batch-size|-fa|--flash-attn|-ctk|--cache-type-k|-ctv|"
                   r"--cache-type-v|-t|--threads|-ngl|--n-gpu-layers)\s+(\S+)")
@@ -46,9 +46,10 @@ def _p50(scenario: dict, key: str) -> float | None:
 
 def read_lemonade(label: str, text: str) -> Iterator[Item]:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        yield IngestIssue(where=f"{label}:{err.lineno}", message=f"invalid JSON: {err.msg}")
+        doc = parse_json(text)
+    except JSONProblem as err:
+        yield IngestIssue(where=f"{label}:{err.line or 1}", message=err.message if err.line else
+                          f"{err.where}: {err.message}")
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), list) or "hardware" not in doc:
         yield IngestIssue(where=f"{label}:1", message="not a Lemonade bench file: expected top-level "

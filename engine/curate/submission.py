@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from engine.curate.fields import Item
 from engine.curate.lemonade_bench import read_lemonade
 from engine.curate.records import IngestIssue
+from facts.documents import JSONProblem, parse_json
 
 SCHEMA = "lemonade-autotune/submission"  # = engine.profiles.submission.SCHEMA (curation imports nothing at run time)
 READS = 1  # the newest schema_version this reader knows
@@ -17,9 +18,9 @@ READS = 1  # the newest schema_version this reader knows
 def read_lemonade_or_submission(label: str, text: str) -> Iterator[Item]:
     """A Lemonade bench JSON file, a contribution file, or a bare `{"benchmark": ...}` body."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        doc = None
+        doc = parse_json(text)
+    except JSONProblem:
+        doc = None  # read_lemonade reports it
     if not (isinstance(doc, dict) and "benchmark" in doc and "hardware" not in doc):  # a bench result has hardware
         yield from read_lemonade(label, text)
         return

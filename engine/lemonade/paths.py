@@ -10,7 +10,6 @@ Windows `%USERPROFILE%\\.config\\lemonade`. The packaged systemd unit (data/lemo
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UsageError
+from facts.documents import JSONProblem, parse_json
 
 PACKAGED_SERVICE_DIR = Path("/var/lib/lemonade")
 DEFAULT_PORT = 13305  # resources/defaults.json "port"
@@ -80,12 +80,13 @@ def read_json_file(path: Path, what: str) -> Any:
     if len(raw) > MAX_JSON:
         raise UsageError(f"{path}: {len(raw)} bytes is too large for {what}")
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        return parse_json(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise UsageError(f"{path}: {what} is not UTF-8 ({err.reason})") from None
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{path}:{err.lineno}:{err.colno}: {what} is not valid JSON ({err.msg}); "
-                         "fix or remove it (lemond itself reads a malformed file as empty)") from None
+    except JSONProblem as err:
+        where = f"{path}:{err.line}:{err.column}" if err.line else f"{path}: {err.where}"
+        raise UsageError(f"{where}: {what} is not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix or "
+                         "remove it (lemond itself reads a malformed file as empty)") from None
 
 
 @dataclass(frozen=True)

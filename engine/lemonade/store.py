@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.lemonade.paths import LemonadeHome, read_json_file
+from facts.documents import JSONProblem, parse_json
 
 RECORD = "owned.json"
 BACKUPS = "backups"
@@ -96,12 +97,13 @@ def parse_options(raw: bytes | None, path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = parse_json(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 ({err.reason}); fix it or move it away") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); fix it or move it away "
-                        "(lemond reads a malformed file as empty and replaces it at its next save)") from None
+    except JSONProblem as err:
+        where = f"{path}:{err.line}:{err.column}" if err.line else f"{path}: {err.where}"
+        raise UserError(f"{where}: not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix it or move it "
+                        "away (lemond reads a malformed file as empty and replaces it at its next save)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}:1:1: expected a JSON object keyed by model id, got {type(data).__name__}")
     return data

@@ -24,6 +24,7 @@ from engine import config
 from engine.envelope import envelope
 from engine.errors import EngineError, InternalError, RulebookError, UserError
 from engine.serve.schemas import RecommendBody, openapi
+from facts.documents import JSONProblem, parse_json
 
 if TYPE_CHECKING:
     from engine.session import Engine
@@ -265,10 +266,13 @@ def _facts_from_body(body: Any) -> ModelFacts:
 def parse_body(raw: bytes) -> RecommendBody:
     """The request body as a RecommendBody; Problem (400/422 with JSON paths) when it is not one."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise Problem(400, [{"code": "invalid_json", "message": f"the body is not JSON: {err}", "location": "$"}]
-                      ) from None
+        data = parse_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise Problem(400, [{"code": "invalid_json", "message": f"the body is not UTF-8: {err.reason} at byte "
+                             f"{err.start}", "location": "$"}]) from None
+    except JSONProblem as err:
+        raise Problem(400, [{"code": "invalid_json", "message": f"the body is not acceptable JSON: {err.message}",
+                             "location": err.where if err.where.startswith("$") else "$"}]) from None
     if not isinstance(data, dict):
         raise Problem(400, [{"code": "invalid_body", "message": "the body must be a JSON object", "location": "$"}])
     try:
