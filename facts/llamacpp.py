@@ -60,15 +60,21 @@ class _LineError(ValueError):
         super().__init__(f"line {line}: {why}")
 
 
+def _show(value: float) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"{len(str(value)):,} digits"
+    return f"{value:.4g}"
+
+
 def _implausible(x: DeviceLine) -> str | None:
     """Why a parsed line cannot describe a real device (None when it can): the log is corrupted or made up."""
     for what, value in (("memory size", x.total_mib), ("free memory", x.free_mib)):
         if value is not None and not 0 <= value <= MAX_MIB:
-            return f"a {what} of {value:.4g} MiB: no device has that (is the log corrupted?)"
+            return f"a {what} of {_show(value)} MiB: no device has that (is the log corrupted?)"
     for what, value, limit in (("device index", x.index, MAX_COUNT), ("count", x.count, MAX_COUNT),
                                ("thread count", x.threads, 1 << 20)):
         if value is not None and not 0 <= value <= limit:
-            return f"a {what} of {value:.4g}: beyond any machine (is the log corrupted?)"
+            return f"a {what} of {_show(value)}: beyond any machine (is the log corrupted?)"
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -121,6 +121,13 @@ class Archetype(Fact):
     primary_gpus: tuple[int, ...] = ()  # indices into HardwareFacts.gpus that the id describes
 
 
+# Bounds to physical sense: far above any real model, low enough that sizing arithmetic stays small and exact.
+MAX_LAYERS = 4096
+MAX_WIDTH = 1 << 20  # embedding / head / FFN widths, expert counts
+MAX_TOKENS = 1 << 27  # context lengths, vocabulary sizes
+MAX_BYTES = 1 << 50  # 1 PiB
+
+
 class ModelFacts(Fact):
     """What a model is. GGUF header > registry > name; `estimated` lists fields guessed from size/name."""
 
@@ -129,51 +136,60 @@ class ModelFacts(Fact):
     recipe: str = "llamacpp"
     labels: tuple[str, ...] = ()
     architecture: str | None = None  # GGUF general.architecture (llama, qwen3, qwen3moe, gemma3, ...)
-    params_b: float | None = Field(default=None, gt=0)  # total parameters, billions
-    active_params_b: float | None = Field(default=None, gt=0)  # MoE: active per token
+    params_b: float | None = Field(default=None, gt=0, le=1e5)  # total parameters, billions
+    active_params_b: float | None = Field(default=None, gt=0, le=1e5)  # MoE: active per token
     is_moe: bool = False
     quant: str | None = None  # Q4_K_M, Q8_0, BF16, MXFP4, UD-Q4_K_XL ...
-    file_bytes: int | None = Field(default=None, gt=0)  # main weights file(s)
-    mmproj_bytes: int | None = Field(default=None, ge=0)
-    draft_bytes: int | None = Field(default=None, ge=0)
-    trained_ctx: int | None = Field(default=None, gt=0)
+    file_bytes: int | None = Field(default=None, gt=0, le=MAX_BYTES)  # main weights file(s)
+    mmproj_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
+    draft_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
+    trained_ctx: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     embedding: bool = False
     reranker: bool = False
     # GGUF architecture details (None when unknown)
-    block_count: int | None = Field(default=None, gt=0)
-    embedding_length: int | None = Field(default=None, gt=0)
-    head_count: int | None = Field(default=None, ge=0)
+    block_count: int | None = Field(default=None, gt=0, le=MAX_LAYERS)
+    embedding_length: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    head_count: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
     head_count_kv: tuple[int, ...] = ()  # per layer (expanded from a scalar)
-    key_length: int | None = Field(default=None, gt=0)
-    value_length: int | None = Field(default=None, gt=0)
-    key_length_swa: int | None = Field(default=None, gt=0)
-    value_length_swa: int | None = Field(default=None, gt=0)
-    kv_lora_rank: int | None = Field(default=None, gt=0)  # MLA
-    rope_dim: int | None = Field(default=None, gt=0)  # MLA: qk_rope_head_dim
-    sliding_window: int | None = Field(default=None, gt=0)
+    key_length: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    value_length: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    key_length_swa: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    value_length_swa: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    kv_lora_rank: int | None = Field(default=None, gt=0, le=MAX_WIDTH)  # MLA
+    rope_dim: int | None = Field(default=None, gt=0, le=MAX_WIDTH)  # MLA: qk_rope_head_dim
+    sliding_window: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     swa_layers: tuple[bool, ...] = ()  # per layer: True = sliding-window attention
     recurrent_layers: tuple[bool, ...] = ()  # per layer: True = recurrent/SSM (no KV)
-    ssm_conv_kernel: int | None = Field(default=None, gt=0)
-    ssm_inner_size: int | None = Field(default=None, gt=0)
-    ssm_state_size: int | None = Field(default=None, gt=0)
-    ssm_group_count: int | None = Field(default=None, ge=0)
-    ssm_time_step_rank: int | None = Field(default=None, ge=0)
-    expert_count: int | None = Field(default=None, ge=0)
-    expert_used_count: int | None = Field(default=None, ge=0)
-    expert_shared_count: int | None = Field(default=None, ge=0)
-    vocab_size: int | None = Field(default=None, gt=0)
+    ssm_conv_kernel: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    ssm_inner_size: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    ssm_state_size: int | None = Field(default=None, gt=0, le=MAX_WIDTH)
+    ssm_group_count: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
+    ssm_time_step_rank: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
+    expert_count: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
+    expert_used_count: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
+    expert_shared_count: int | None = Field(default=None, ge=0, le=MAX_WIDTH)
+    vocab_size: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     # llama.cpp memory layout (facts.gguf fills these with llama.cpp's per-architecture semantics)
     mla: bool = False  # multi-head latent attention (deepseek2 with key_length_mla): K only, no V
     kv_layers: tuple[bool, ...] = ()  # per layer: owns KV cells (empty = every non-recurrent layer)
-    recurrent_r_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (conv)
-    recurrent_s_size: int | None = Field(default=None, ge=0)  # f32 elements per sequence per recurrent layer (state)
-    feed_forward_length: int | None = Field(default=None, ge=0)  # largest dense FFN width over layers
-    expert_feed_forward_length: int | None = Field(default=None, ge=0)  # MoE: per-expert FFN width
+    recurrent_r_size: int | None = Field(default=None, ge=0, le=MAX_BYTES)  # f32 elements per sequence per recurrent layer (conv)
+    recurrent_s_size: int | None = Field(default=None, ge=0, le=MAX_BYTES)  # f32 elements per sequence per recurrent layer (state)
+    feed_forward_length: int | None = Field(default=None, ge=0, le=MAX_WIDTH)  # largest dense FFN width over layers
+    expert_feed_forward_length: int | None = Field(default=None, ge=0, le=MAX_WIDTH)  # MoE: per-expert FFN width
     layer_bytes: tuple[int, ...] = ()  # weight bytes per block (GGUF tensor infos), when known
     expert_bytes: tuple[int, ...] = ()  # per block: bytes of the *_exps tensors (MoE)
-    output_bytes: int | None = Field(default=None, ge=0)  # token embedding + output head + norms
+    output_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)  # token embedding + output head + norms
     estimated: tuple[str, ...] = ()  # field names that were estimated, not read
     provenance: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("head_count_kv", "swa_layers", "recurrent_layers", "kv_layers", "layer_bytes", "expert_bytes")
+    @classmethod
+    def _per_layer(cls, v: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(v) > MAX_LAYERS:
+            raise ValueError(f"{len(v):,} layers; no model has more than {MAX_LAYERS:,}")
+        if any(not isinstance(x, bool) and not 0 <= x <= MAX_BYTES for x in v):
+            raise ValueError("a per-layer value out of range")
+        return v
 
     @field_validator("params_b", "active_params_b")
     @classmethod

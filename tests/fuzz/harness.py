@@ -120,7 +120,7 @@ def mutate_text(text: str, rng: random.Random) -> str:
         elif op < 0.6:
             del lines[i]
         elif op < 0.7:
-            lines[i:i] = [lines[i]] * rng.choice((2, 50, 2000))
+            lines[i:i] = [lines[i]] * min(rng.choice((2, 50, 2000)), 4_000_000 // (len(lines[i]) + 1) + 1)
         elif op < 0.85:
             cut = rng.randrange(len(lines[i]) + 1)
             lines[i] = lines[i][:cut] + rng.choice(HOSTILE_TEXT) + lines[i][cut:]
