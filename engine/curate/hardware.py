@@ -10,6 +10,8 @@ from facts import CPU, GPU, Archetype, HardwareFacts, Memory, catalog, classify
 from facts.archetype import family_from_arch
 
 _GPU_VENDORS = ("amd", "nvidia", "apple", "intel", "qualcomm")
+MAX_GPUS = 64  # GPUs in one benchmarked machine
+MAX_MEM_GB = 100_000  # GB of memory in one machine
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s+")
 _CORES = re.compile(r"(\d+)-core GPU", re.IGNORECASE)
 _ARCH_TOKEN = re.compile(r"\b(gfx[0-9a-f]{3,4}|sm_?\d{2,3})\b", re.IGNORECASE)
@@ -46,7 +48,12 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
                   cpu_only: bool = False, cpu_name: str = "") -> HardwareInfo:
     """Classify a benchmark's hardware string (+ stated memory/arch/count) into an archetype."""
     count_m = _COUNT.match(hardware)
-    count = int(count_m.group(1)) if count_m else (gpu_count or 1)
+    count = (int(count_m.group(1)) if len(count_m.group(1)) < 20 else 1 << 64) if count_m else (gpu_count or 1)
+    if not 0 <= count <= MAX_GPUS:
+        raise ValueError(f"gpu_count: {count:,} GPUs in one machine is beyond physical sense (at most {MAX_GPUS})"
+                         if count < 1 << 64 else f"gpu_count: beyond physical sense (at most {MAX_GPUS})")
+    if mem_gb is not None and not 0 <= mem_gb <= MAX_MEM_GB:
+        raise ValueError(f"vram_gb: {mem_gb:.4g} GB is beyond physical sense (at most {MAX_MEM_GB:,})")
     name = _COUNT.sub("", hardware)
     vendor = _vendor(name + " " + cpu_name)
     if cpu_only or "cpu only" in name.lower():

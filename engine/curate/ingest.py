@@ -93,11 +93,22 @@ def _lines(source: str | Iterable[str]) -> Iterable[str]:
     return io.StringIO(source) if isinstance(source, str) else source
 
 
+def _csv_rows(reader: Any, label: str, issues: list[IngestIssue]) -> Iterator[Any]:
+    """The reader's rows; a row the csv module cannot read (a field over its limit, NUL bytes in old Pythons)
+    ends the file with one issue at its line."""
+    try:
+        yield from reader
+    except csv.Error as err:
+        issues.append(IngestIssue(where=f"{label}:{reader.line_num}",
+                                  message=f"not readable as CSV ({err}); the rest of the file is skipped"))
+
+
 def _community_csv(label: str, text: str | Iterable[str]) -> Iterator[Item]:
     reader = csv.reader(_lines(text))
-    header = next(reader, [])
+    broken: list[IngestIssue] = []
+    header = next(_csv_rows(reader, label, broken), [])
     width = len(header)
-    for cells in reader:
+    for cells in _csv_rows(reader, label, broken):
         where = f"{label}:{reader.line_num}"
         if len(cells) != width:
             if cells:
@@ -131,6 +142,7 @@ def _community_csv(label: str, text: str | Iterable[str]) -> Iterator[Item]:
             yield IngestIssue(where=where, message=str(err))
             continue
         yield make(where, "community-csv", raw)
+    yield from broken
 
 
 # ---------------------------------------------------------------- llama-bench json / jsonl / csv
@@ -227,9 +239,11 @@ def _ragged(row: dict[Any, Any], header: list[str] | None) -> str | None:
 
 def _bench_csv(label: str, text: str | Iterable[str]) -> Iterator[Item]:
     reader = csv.DictReader(_lines(text))
-    for row in reader:
+    broken: list[IngestIssue] = []
+    for row in _csv_rows(reader, label, broken):
         where = f"{label}:{reader.line_num}"
         bad = _ragged(row, reader.fieldnames)
         yield IngestIssue(where=where, message=bad) if bad else _bench_obj(where, "llama-bench-csv", row, label)
+    yield from broken
 
 

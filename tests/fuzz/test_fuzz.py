@@ -154,3 +154,23 @@ def test_hostile_llama_bench_json_lines_become_issues_not_crashes(tmp_path):
     assert [i.where for i in issues] == [f"{path}:2", f"{path}:3", f"{path}:4"]
     assert {m for i in issues for m in ("nested", "out of range", "surrogate") if m in i.message} == {
         "nested", "out of range", "surrogate"}
+
+
+def test_curate_refuses_impossible_gpu_counts_and_memory_and_unreadable_csv_rows(tmp_path):
+    """A GPU count of 10^9 used to build 10^9 GPU objects (minutes, then MemoryError); a field over the csv
+    module's limit raised csv.Error out of curate."""
+    from engine.commands.curate import read_rows
+
+    lines = (FIX / "bench" / "community-sample.csv").read_text(encoding="utf-8").splitlines()
+    first = lines[1]
+    many = first.replace('"AMD Ryzen AI MAX+ 395', '"1000000000x AMD Ryzen AI MAX+ 395', 1)
+    huge_vram = first.replace(",128,,true,", ",1e300,,true,", 1)
+    path = tmp_path / "community.csv"
+    path.write_text("\n".join([lines[0], many, huge_vram, lines[2], first.replace("rocm", "x" * 200_000, 1),
+                               lines[3]]), encoding="utf-8")
+    rows, _, issues = read_rows([str(path)])
+    assert len(rows) == 1  # lines[2]; lines[3] comes after the unreadable row, which ends the file
+    got = {i.where: i.message for i in issues}
+    assert "1,000,000,000 GPUs in one machine is beyond physical sense" in got[f"{path}:2"]
+    assert "vram_gb: 1e+300 GB is beyond physical sense" in got[f"{path}:3"]
+    assert "not readable as CSV" in got[f"{path}:5"]
