@@ -31,9 +31,9 @@ class _RunnerUp(BaseModel):
 
 class _Evidence(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    n: Annotated[int, Field(ge=0)] | None = None
+    n: Annotated[int, Field(ge=0, le=10**9)] | None = None  # rows behind a rule: far below 10^9
     metric: str | None = None
-    median_tps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    median_tps: Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)] | None = None
     spread: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     runner_up: _RunnerUp | None = None
     sources: list[str] = []

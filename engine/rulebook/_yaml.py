@@ -36,6 +36,23 @@ _Loader.add_implicit_resolver(
                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+0123456789."))
 
+MAX_INT_DIGITS = 4000  # below Python's int() limit (4,300 digits): the schema then says which range a value breaks
+
+
+class _BadValue(yaml.MarkedYAMLError):
+    pass
+
+
+def _int(loader: Any, node: yaml.ScalarNode) -> int:
+    digits = len(node.value.replace("_", "").lstrip("+-"))
+    if digits > MAX_INT_DIGITS:
+        raise _BadValue(problem=f"an integer of {digits:,} digits; numbers in a rulebook stay within +-2**53",
+                        problem_mark=node.start_mark)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
+
 
 @dataclass
 class Parsed:
@@ -85,6 +102,8 @@ def parse(text: str) -> Parsed:
         _walk(node, (), out, set())
         if not any(p[3] == "yaml_alias" for p in out.problems):
             out.data = loader.construct_document(node)
+    except _BadValue as err:
+        out.problems.append(((), *_pos(err.problem_mark), "yaml_value", str(err.problem)))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = _pos(mark) if mark is not None else (1, 1)

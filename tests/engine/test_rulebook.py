@@ -219,6 +219,9 @@ def test_yaml_scalars_are_read_strictly(tmp_path):
     ("{mem_bucket_gb: 99999999999999999999}", "value_type"),
     ("{mem_bucket_gb: 1" + "0" * 400 + "}", "value_type"),  # too big for a float: no OverflowError
     ("{params_b: {lt: 1" + "0" * 400 + "}}", "value_type"),
+    ("{mem_bucket_gb: 1" + "0" * 5000 + "}", "yaml_value"),  # past Python's int() limit: refused while parsing
+    ("{family: \"qwen3\\ud800\"}", "yaml_syntax"),  # a lone surrogate: the YAML parser refuses the escape
+    ("{family: " + "x" * 5000 + "}", "value_type"),  # over 4,096 bytes: durable-rules never matches it
     ("{backends: {lt: 3}}", "operator_type"),
     ("{recipe: {contains: llamacpp}}", "operator_type"),
     ("{os: freebsd}", "value_type"),
@@ -232,6 +235,15 @@ def test_condition_errors(tmp_path, when, code):
            "    set: {batch: 64}\n")
     (err,) = _errors(tmp_path / "r")
     assert (err.code, err.line) == (code, 5)
+
+
+@pytest.mark.parametrize("n", ["1" + "0" * 12, "1" + "0" * 5000])
+def test_evidence_counts_are_bounded_and_located(tmp_path, n):
+    _write(tmp_path, "r/x.yaml", "rules:\n  - id: a\n    description: d\n    layer: family\n    when: {}\n"
+           f"    set: {{batch: 64}}\n    evidence: {{n: {n}, metric: tg128}}\n")
+    errors = _errors(tmp_path / "r")
+    assert errors and all(e.line == 7 for e in errors)
+    assert any("less than or equal to 1000000000" in e.message or "digits" in e.message for e in errors), errors
 
 
 def test_exists_false_means_missing(tmp_path):
