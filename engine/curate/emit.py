@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 
 from engine.curate.curate import Choice, CurationResult
+from engine.errors import UsageError
 
 # Lemonade's bench scenario names per category (engine/data/bench_scenarios.json): a rule for a
 # category also matches a request named after one of its scenarios
@@ -130,17 +132,46 @@ def render(result: CurationResult) -> dict[str, str]:
 
 
 def write(result: CurationResult, out_dir: str | Path) -> list[Path]:
-    """Replace the generated files in `out_dir` (stale *.yaml files there are removed)."""
+    """Replace the generated rulebook in `out_dir` all at once, or not at all.
+
+    The files are written into a temporary sibling directory, which must load as a rulebook; then the old
+    directory is moved aside, the new one renamed into its place, and the old one removed. Any failure before
+    the swap (a full disk, a file that cannot be written, a rule that does not load) leaves `out_dir` as it was.
+    Files there that are not *.yaml are carried over.
+    """
+    import shutil
+    import tempfile
+
+    from engine.rulebook import load_rulebook
+
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root}: --out must be a directory")
+    root.parent.mkdir(parents=True, exist_ok=True)
     files = render(result)
-    for stale in sorted(root.glob("*.yaml")):
-        if stale.name not in files:
-            stale.unlink()
-    written = []
-    for name, text in files.items():
-        p = root / name
-        if not p.exists() or p.read_text(encoding="utf-8") != text:
-            p.write_text(text, encoding="utf-8")
-        written.append(p)
-    return written
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.new-", dir=root.parent))
+    try:
+        if root.is_dir():
+            for kept in root.iterdir():
+                if kept.is_file() and kept.suffix != ".yaml":
+                    shutil.copy2(kept, tmp / kept.name)
+        for name, text in files.items():
+            with open(tmp / name, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        load_rulebook(tmp, cache=False)  # what was written must load, before anything is replaced
+        old = root.parent / f".{root.name}.old-{os.getpid()}"
+        if root.exists():
+            os.replace(root, old)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if old.exists():
+                os.replace(old, root)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [root / name for name in files]

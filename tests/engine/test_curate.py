@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -208,3 +209,60 @@ def test_single_native_backend_data_gives_an_evidence_rule_but_claims_no_choice(
                                 "backoff": ("amd-rdna3-gfx1100-discrete-24gb-bw4",), "arch": "gfx1100",
                                 "family": "rdna3"}) for r in nv]
     assert [d for d in curate(amd).decisions if d.param == "backend"] == []
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_write_is_all_or_nothing_when_a_file_fails_midway(tmp_path: Path, monkeypatch):
+    """File 3 of the new set cannot be written: the old directory is untouched (stale files kept, old contents
+    intact, files that are not YAML kept) and no temporary directory is left behind."""
+    import builtins
+
+    out = tmp_path / "generated"
+    write(curate(SAMPLE[: len(SAMPLE) // 3]), out)
+    (out / "README.md").write_text("kept by curate\n")
+    before = _snapshot(out)
+    real_open, calls = builtins.open, []
+
+    def failing(file, mode="r", *args, **kwargs):
+        if "w" in mode and ".generated.new-" in str(file):
+            calls.append(file)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing)
+    with pytest.raises(OSError, match="No space left"):
+        write(curate(SAMPLE), out)
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert len(calls) == 3 and _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]
+    files = write(curate(SAMPLE), out)  # and a write that succeeds replaces the set, keeping README.md
+    assert sorted(p.name for p in out.iterdir()) == sorted([f.name for f in files] + ["README.md"])
+    assert (out / "README.md").read_text() == "kept by curate\n"
+
+
+def test_curate_out_on_a_full_disk_exits_2_and_leaves_the_old_rules(tmp_path: Path):
+    """A real write failure (a file-size limit, as a full disk gives it: EFBIG instead of ENOSPC) in a real
+    `engine curate` process."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "generated"
+    write(curate(SAMPLE[:40]), out)
+    before = _snapshot(out)
+    assert max(len(v) for v in before.values()) < 64 * 1024
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    p = subprocess.run([sys.executable, "-m", "engine", "curate", str(COMMUNITY), "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600, preexec_fn=small_disk)
+    assert p.returncode == 2 and "File too large" in p.stderr, p.stderr[-2000:]
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]
