@@ -210,8 +210,10 @@ def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
             raise ModelFactsError(src, f"size_gib: must be a positive number of GiB up to {MAX_SIZE_GIB:,}, "
                                        f"got {json.dumps(size)[:40]}")
         facts.setdefault("file_bytes", int(round(size * GIB)))
-    if "is_moe" not in facts and facts.get("active_params_b") and facts.get("params_b"):
-        facts["is_moe"] = facts["active_params_b"] < facts["params_b"]
+    active, total = facts.get("active_params_b"), facts.get("params_b")
+    if "is_moe" not in facts and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                     for v in (active, total)):
+        facts["is_moe"] = active < total  # else ModelFacts says what is wrong with them
     facts.setdefault("name", Path(src).stem)
     facts.setdefault("provenance", {"*": f"model-facts:{src}"})
     try:

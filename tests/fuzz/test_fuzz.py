@@ -92,6 +92,7 @@ def test_a_lone_surrogate_in_a_gpu_name(tmp_path):
 @pytest.mark.parametrize(("body", "needle"), [
     ('{"architecture": "qwen3\\ud800", "params_b": 4}', "lone surrogate"),
     ('{"architecture": "qwen3", "params_b": [30.5]}', "params_b"),
+    ('{"architecture": "qwen3", "params_b": 30.5, "active_params_b": "three"}', "active_params_b"),  # fuzz seed 3674
     ('{"architecture": "qwen3", "params_b": 4, "size_gib": Infinity}', "out of range"),
     ('{"architecture": "qwen3", "params_b": 4, "size_gib": 1e300}', "size_gib"),
     ('{"architecture": "qwen3", "params_b": ' + "9" * 5000 + "}", "out of range"),
