@@ -15,6 +15,7 @@ DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4
 # numeric arrays up to this many elements are materialised (per-layer arrays); longer ones are skipped
 MAX_MATERIALISED = 1 << 16
+MAX_STRING = 1 << 20  # longer metadata strings are read as this prefix
 
 # GGUF value types -> (struct code, size); 8 = string, 9 = array
 _SCALARS: dict[int, tuple[str, int]] = {
@@ -91,6 +92,18 @@ class _Cursor:
         if len(self.buf) < n:  # the file shrank under us
             raise self.fail(f"truncated GGUF header: {what} needs {n} bytes")
 
+    def skip(self, n: int, what: str) -> None:
+        """Move past `n` bytes without reading them (an array or string the facts do not need): memory stays
+        O(1) in `n`."""
+        if self.offset + n > self.file_size:
+            raise self.fail(f"truncated GGUF header: {what} needs {n} bytes, the file ends at byte {self.file_size}")
+        if self.pos + n <= len(self.buf):
+            self.pos += n
+            return
+        target = self.offset + n
+        self.fh.seek(target)
+        self.buf, self.base, self.pos = b"", target, 0
+
     def unpack(self, code: str, size: int, what: str) -> Any:
         self.need(size, what)
         value = struct.unpack_from("<" + code, self.buf, self.pos)[0]
@@ -109,6 +122,11 @@ class _Cursor:
         if n > self.file_size - self.offset:
             raise self.fail(f"truncated or corrupt GGUF header: {what}: a string of {n} bytes runs past the end "
                             f"of the file ({self.file_size} bytes)", at)
+        if n > MAX_STRING:  # no fact needs it whole (a chat template is ~10 KB): its prefix, the rest skipped
+            self.need(MAX_STRING, what)
+            raw = self.buf[self.pos:self.pos + MAX_STRING]
+            self.skip(n, what)
+            return raw.decode("utf-8", errors="ignore")
         self.need(n, what)
         raw = self.buf[self.pos:self.pos + n]
         self.pos += n
@@ -143,7 +161,12 @@ class _Cursor:
             if n > self.file_size - self.offset - 8:
                 raise self.fail(f"truncated or corrupt GGUF header: {what}[{i}]: a string of {n} bytes runs past the "
                                f"end of the file ({self.file_size} bytes)")
-            self.need(8 + n, f"{what}[{i}]")
+            if n > _CHUNK:  # one long string: step over it without reading it
+                self.pos += 8
+                self.skip(n, f"{what}[{i}]")
+                i += 1
+            else:
+                self.need(8 + n, f"{what}[{i}]")
             buf, pos, end = self.buf, self.pos, len(self.buf)
         self.pos = pos
 
@@ -164,8 +187,7 @@ class _Cursor:
                 if count * size > self.file_size - self.offset:
                     raise self.fail(f"{key}: array of {count} items runs past the end of the file", at)
                 if count > MAX_MATERIALISED:
-                    self.need(count * size, key)
-                    self.pos += count * size
+                    self.skip(count * size, key)
                     return SkippedArray(item, count)
                 self.need(count * size, key)
                 values = struct.unpack_from(f"<{count}{code}", self.buf, self.pos)
