@@ -6,9 +6,10 @@ import os
 from collections.abc import Iterable, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine import ir
+from engine._attributes import CONTEXT_ATTRIBUTES
 from engine._regions import implies, overlap, reachable
 from engine.recipes import RECIPES
 from engine.rulebook import (
@@ -130,23 +131,68 @@ def check_conflicts(book: ir.Rulebook, where: _Locator) -> Iterable[Finding]:
                                    f"can match together and set {detail}; change a priority or the conditions")
 
 
+def _open(attr: str) -> str | None:
+    """The kind of an attribute whose values are an open set of strings (str or set, nothing enumerated)."""
+    a = CONTEXT_ATTRIBUTES.get(attr)
+    return a.kind if a is not None and a.kind in ("str", "set") and not a.values else None
+
+
+def _needs(rule: ir.Rule) -> frozenset[tuple[str, Any]]:
+    """(attribute, value) pairs a context must have to match `rule` (its equalities on open string sets)."""
+    return frozenset((c.attr, c.value) for c in rule.when
+                     if (c.op == "eq" and _open(c.attr)) or (c.op == "contains" and _open(c.attr) == "set"))
+
+
+def _pins(rule: ir.Rule) -> frozenset[tuple[str, Any]]:
+    """(attribute, value) pairs every context matching `rule` has, on open string sets: a rule that implies
+    another has every pair of the other's `_needs` among them (a value left open could be any other string)."""
+    allowed: dict[str, set[Any]] = {}
+    excluded: dict[str, set[Any]] = {}
+    pins: set[tuple[str, Any]] = set()
+    for c in rule.when:
+        kind = _open(c.attr)
+        if kind == "set" and (c.op in ("eq", "contains") or (c.op == "in" and len(c.value) == 1)):
+            pins.add((c.attr, c.value if c.op != "in" else c.value[0]))
+        elif kind == "str" and c.op in ("eq", "in"):
+            vals = {c.value} if c.op == "eq" else set(c.value)
+            allowed[c.attr] = allowed[c.attr] & vals if c.attr in allowed else vals
+        elif kind == "str" and c.op in ("ne", "not_in"):
+            excluded.setdefault(c.attr, set()).update({c.value} if c.op == "ne" else c.value)
+    for attr, vals in allowed.items():
+        left = vals - excluded.get(attr, set())
+        if len(left) == 1:
+            pins.add((attr, next(iter(left))))
+    return frozenset(pins)
+
+
 def check_shadowed(book: ir.Rulebook, where: _Locator, dead: Set[str]) -> Iterable[Finding]:
-    """A rule every one of whose matches also matches one higher-salience rule setting all its parameters."""
-    setters: dict[str, list[ir.Rule]] = {}
-    for s in sorted(book.rules, key=lambda r: -r.salience):
-        for p in s.set:
-            setters.setdefault(p, []).append(s)
+    """A rule every one of whose matches also matches one higher-salience rule setting all its parameters.
+
+    Candidates come from an index on one needed (attribute, value) pair each, so a rule is compared only with
+    rules whose equalities it shares (and those without any): near-linear in the rulebook size."""
+    order = sorted(book.rules, key=lambda r: -r.salience)
+    rank = {id(s): i for i, s in enumerate(order)}
     attrs = {r.id: {c.attr for c in r.when} for r in book.rules}
+    needs = {id(s): _needs(s) for s in order}
+    keyed: dict[tuple[str, Any], list[ir.Rule]] = {}
+    unkeyed: list[ir.Rule] = []
+    for s in order:
+        if needs[id(s)]:
+            keyed.setdefault(min(needs[id(s)], key=lambda kv: (kv[0], repr(kv[1]))), []).append(s)
+        else:
+            unkeyed.append(s)
     for r in book.rules:
         if not r.set or r.id in dead:  # an unreachable rule is reported as such, not as shadowed
             continue
         params = set(r.set)
-        rarest = min(params, key=lambda p: len(setters[p]))
-        for s in setters[rarest]:
+        pins = _pins(r)
+        cands = [*unkeyed, *(s for p in pins for s in keyed.get(p, ()))]
+        for s in sorted(cands, key=lambda s: rank[id(s)]):
             if s.salience <= r.salience:
                 break  # sorted by salience, highest first
-            # b's conditions can only follow from a's when a constrains every attribute b tests
-            if params <= set(s.set) and attrs[s.id] <= attrs[r.id] and implies(r, s):
+            # s's conditions can only follow from r's when r constrains every attribute s tests
+            if (params <= set(s.set) and needs[id(s)] <= pins and attrs[s.id] <= attrs[r.id]
+                    and implies(r, s)):
                 spath, sline = where(s)
                 yield _finding(where, r, "warning", "shadowed",
                                f"{r.id} never decides anything: {s.id} ({spath}:{sline}, salience {s.salience}) "

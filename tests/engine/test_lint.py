@@ -13,7 +13,7 @@ from engine import ir
 from engine._regions import implies, overlap, reachable
 from engine.lint import lint
 from engine.rulebook import RulebookReadError
-from tests.strategies import ir_conditions, typed_contexts
+from tests.strategies import ir_conditions, ir_rulebooks, typed_contexts
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "rulebooks"
 
@@ -128,3 +128,30 @@ def test_region_logic_is_sound_on_sampled_contexts(a, b, contexts):
                 assert overlap(ra, rb)
             if implies(ra, rb):
                 assert ir.matches(rb, ctx)
+
+
+def _shadowed_reference(book: ir.Rulebook, dead: set[str]) -> dict[str, str]:
+    """Every rule against every higher-salience rule: what the indexed check must find, pair for pair."""
+    order = sorted(book.rules, key=lambda r: -r.salience)
+    out = {}
+    for r in book.rules:
+        if not r.set or r.id in dead:
+            continue
+        for s in order:
+            if s.salience <= r.salience:
+                break
+            if set(r.set) <= set(s.set) and implies(r, s):
+                out[r.id] = s.id
+                break
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(book=ir_rulebooks(max_rules=30))
+def test_the_indexed_shadow_check_finds_exactly_what_comparing_every_pair_finds(book):
+    from engine.lint import _Locator, check_shadowed
+
+    dead = {r.id for r in book.rules if not reachable(r)}
+    found = {f.rule: f.message.split(": ", 1)[1].split(" ", 1)[0]
+             for f in check_shadowed(book, _Locator([Path("gen")]), dead)}
+    assert found == _shadowed_reference(book, dead)
