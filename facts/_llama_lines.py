@@ -75,6 +75,9 @@ class DeviceLine:
         return f"{self.backend}{self.index}" if self.backend and self.index is not None else None
 
 
+MAX_LINE = 2048  # longer lines are skipped: fast, and no number in them can reach Python's int() digit limit
+
+
 def number(text: str) -> float:
     """A number as ggml prints it, with a decimal point or (some locales) a decimal comma."""
     return float(text.replace(",", "."))
@@ -151,7 +154,7 @@ def parse_device_line(line: str, backend: str | None = None) -> DeviceLine | Non
     `backend` is the context a preceding `found N <backend> devices` line set: it decides what a bare
     `Device N: NAME, compute capability X.Y` means (CUDA sm_XY; HIP and SYCL print other numbers there)."""
     text = line.rstrip("\r\n").rstrip()
-    if not text:
+    if not text or len(text) > MAX_LINE:  # llama.cpp's lines are < 600 characters: a longer one is not a device
         return None
     if _HEADER.search(text):
         return DeviceLine("header")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from facts import catalog
-from facts._llama_lines import DeviceLine, number, parse_device_line, split_joined
+from facts._llama_lines import MAX_LINE, DeviceLine, number, parse_device_line, split_joined
 from facts.archetype import apple_chip
 from facts.errors import FactsInputError
 from facts.merge import combine_gpu, dedupe_gpus
@@ -50,7 +50,6 @@ class _Dev:
 
 MAX_MIB = float(1 << 30)  # 1 PiB: no device or host has more
 MAX_COUNT = 4096  # device indices and counts, Metal families
-MAX_LINE = 2048
 REPORT_LIMIT = 4 << 20  # bytes of a device report: a verbose start-up log is well under 1 MiB
 
 
@@ -111,13 +110,8 @@ class _Reader:
     def feed(self, raw: str, n: int) -> None:
         if failed := _FAILED.search(raw.strip()):
             self.failures.append(f"line {n}: {failed.group(1)[:120]}")
-        for part in split_joined(raw):
-            if len(part) > MAX_LINE:  # not a line llama.cpp prints (theirs are < 600 characters); skip it fast
-                continue
-            try:
-                item = parse_device_line(part, self.context)
-            except ValueError:  # int() of a number with thousands of digits
-                raise _LineError(n, "a number with thousands of digits") from None
+        for part in split_joined(raw) if len(raw) <= 2 * MAX_LINE else ():
+            item = parse_device_line(part, self.context)
             if item is not None:
                 if why := _implausible(item):
                     raise _LineError(n, why)
