@@ -38,6 +38,9 @@ def test_every_envelope_names_the_engine_version_and_has_an_errors_list():
      "invalid_input", "llama-gqa.gguf"),
     (("--model", "No-Such-Model", "--system-info", str(SYSINFO)), "model_facts", "No-Such-Model"),
     (("--model", "Qwen3-4B-GGUF", "--system-info", str(SYSINFO), "--set", "ctx_size=²"), "usage", None),
+    (("--model", "Qwen3-4B-GGUF", "--system-info", str(SYSINFO), "--set", "extra_args=--poll ٥٠ -ts ١,٢"), "usage",
+     None),  # non-ASCII digits pass str.isdigit() but llama-server cannot parse them
+    (("--model", "Qwen3-4B-GGUF", "--system-info", str(SYSINFO), "--set", "threads=８"), "usage", None),
     (("--model", "Phi-4-mini-instruct-Hybrid", "--system-info", str(SYSINFO)), "recipe_unavailable", None),
 ])
 def test_user_errors_exit_2_with_an_error_envelope_on_stdout(args, code, where):

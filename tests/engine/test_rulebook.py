@@ -183,6 +183,16 @@ def test_recursive_alias_is_an_error_not_a_crash(tmp_path):
     assert _errors(tmp_path / "r")
 
 
+def test_a_billion_laughs_is_refused_at_its_aliases_without_expanding_them(tmp_path):
+    """9 levels of 9 aliases each would be 387 million nodes; expanding them took 6 GiB and hung lint."""
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    _write(tmp_path, "r/x.yaml", bomb + "rules: []\n")
+    errors = _errors(tmp_path / "r")
+    assert errors and {e.code for e in errors} == {"yaml_alias"}
+    assert "repeats the anchored node at line 1" in errors[0].message
+
+
 def test_the_bundled_rulebook_loads_by_default():
     assert bundled_root().name == "rulebook" and bundled_root().is_dir()
     book = load_rulebook()
