@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from hypothesis import strategies as st
 from engine import config
 from engine.adaptive import learn, measure
 from engine.adaptive.context import Expecter, find_hardware
+from tests.support.cli import run_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "tests" / "fixtures" / "bench" / "lemonade" / "strix-halo-128gb_qwen3-coder-30b-a3b_args-sweep.json"
@@ -45,9 +44,7 @@ def _write(tmp_path: Path, name: str, doc: dict) -> Path:
 
 
 def engine(cfg: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LEMONADE_AUTOTUNE_REMOTE": "0", "LEMONADE_AUTOTUNE_CONFIG_DIR": str(cfg)}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=180, env=env, stdin=subprocess.DEVNULL)
+    return run_engine(*args, env={"LEMONADE_AUTOTUNE_CONFIG_DIR": str(cfg)})
 
 
 def _args(cfg: Path) -> str:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.adaptive import measure, monitor
+from tests.support.cli import run_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tests" / "fixtures" / "bench" / "lemonade"
@@ -19,12 +18,7 @@ SWEEP = BENCH / "strix-halo-128gb_qwen3-coder-30b-a3b_args-sweep.json"
 RTX = ROOT / "tests" / "fixtures" / "system-info" / "rtx-4090-desktop-linux.json"
 
 
-def engine(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    full = {**os.environ, "LEMONADE_AUTOTUNE_REMOTE": "0", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env=full)
+engine = run_engine
 
 
 @pytest.mark.parametrize(("change", "severity"), [(-4.9, "ok"), (-5.0, "warning"), (-14.9, "warning"),

@@ -4,23 +4,18 @@ loopback fake everywhere (fake-lemond). /v1/health + /metrics after a chat, --me
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_engine
 from tests.support.lemond import LemonadeServer, make_dirs, server_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSINFO = str(ROOT / "tests" / "fixtures" / "lemonade-api" / "system-info.json")
 
 
-def engine(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LEMONADE_AUTOTUNE_REMOTE": "0"}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, env=env)
+engine = run_engine
 
 
 @pytest.fixture(scope="module", params=server_params())

@@ -4,25 +4,20 @@ everywhere): the job loads, chats, unloads; a failing configuration falls to the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.adaptive import measure, probe
 from engine.lemonade.client import LemondClient
+from tests.support.cli import run_engine
 from tests.support.lemond import LemonadeServer, make_dirs, server_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSINFO = str(ROOT / "tests" / "fixtures" / "lemonade-api" / "system-info.json")
 
 
-def engine(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LEMONADE_AUTOTUNE_REMOTE": "0"}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, env=env)
+engine = run_engine
 
 
 @pytest.fixture(scope="module", params=server_params())

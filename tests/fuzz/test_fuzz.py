@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import harness
+from tests.support.cli import run_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures"
@@ -40,12 +40,7 @@ def test_the_mutations_reach_past_the_first_gate():
         assert "ok" in outcomes and "rejected" in outcomes, target
 
 
-def engine(*args: str) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, "LEMONADE_AUTOTUNE_REMOTE": "0"}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, env=env)
+engine = run_engine
 
 
 def _system_info(tmp_path: Path, edit) -> Path:
