@@ -230,11 +230,12 @@ def model_facts(rng: random.Random, tmp: Path) -> None:
 
 
 def gguf(rng: random.Random, tmp: Path) -> None:
-    from engine.inputs import model
+    """The header reader itself (a refusal here is what `engine.inputs.model` turns into size-based facts)."""
+    from facts.gguf import read_model_facts
 
     data = _pick(rng, "gguf", "*.gguf").read_bytes()
     path = _in_file(tmp, "model.gguf", mutate_bytes(data, rng))
-    _answer(_default_hardware(), model(str(path)))
+    _answer(_default_hardware(), read_model_facts(path))
 
 
 def rulebook(rng: random.Random, tmp: Path) -> None:
