@@ -51,7 +51,8 @@ class Evidence:
     n: int | None = None
     metric: str | None = None  # e.g. "tg128", "pp512", "chat-score"
     median_tps: float | None = None
-    spread: float | None = None  # relative (MAD / median)
+    spread: float | None = None  # relative (MAD / median): the winner's run-to-run measurement noise
+    dispersion: float | None = None  # relative (MAD / median) of the per-test values behind median_tps
     runner_up: Mapping[str, Any] | None = None  # {"value": ..., "median_tps": ..., "n": ...}
     sources: tuple[str, ...] = ()
     builds: str | None = None

@@ -36,11 +36,13 @@ class Expected:
     # "model class": measured on models like this one; "all models": a median over every model measured on
     # this hardware (a rough guide only: a 4B and a 120B model differ by 10x)
     scope: str = "model class"
+    dispersion: float | None = None  # MAD / median of the tests behind tokens_per_s (evidence.dispersion)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens_per_s": self.tokens_per_s, "metric": self.metric, "n": self.n, "spread": self.spread,
                 "runner_up": dict(self.runner_up) if self.runner_up else None, "sources": list(self.sources),
-                "rule_id": self.rule_id, "source": self.source, "note": self.note, "scope": self.scope}
+                "rule_id": self.rule_id, "source": self.source, "note": self.note, "scope": self.scope,
+                "dispersion": self.dispersion}
 
 
 @dataclass(frozen=True)
@@ -252,4 +254,4 @@ def _expected(backend: str, matched: tuple[Rule, ...], hw: HardwareFacts | None 
     rule = max(specific or with_speed, key=lambda r: (r.salience, r.id))
     ev = rule.evidence
     return Expected(ev.median_tps, ev.metric, ev.n, ev.spread, ev.runner_up, tuple(ev.sources), rule.id,
-                    rule.source, ev.note, "model class" if specific else "all models")
+                    rule.source, ev.note, "model class" if specific else "all models", ev.dispersion)

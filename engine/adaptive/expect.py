@@ -104,8 +104,12 @@ def performance(expected: Expected | None, backend: str | None, context: Mapping
         basis, n = "evidence", expected.n
         scope = "models of this class" if expected.scope == "model class" else "every model measured here"
         note = f"{expected.metric or 'metric unknown'}, median of {n or '?'} rows on {scope} (rule {expected.rule_id})"
-    # the model's spread is a log sd already; a measured one is MAD / median
-    sd = float(expected.spread or 0.5) if basis == "performance model" else _log_sd(expected.spread)
+    # the model's spread is a log sd already. Measured evidence: how much the tests behind the median differ
+    # (dispersion, MAD / median); its run-to-run noise (spread) is a floor, never the width on its own
+    if basis == "performance model":
+        sd = float(expected.spread or 0.5)
+    else:
+        sd = _log_sd(None if expected.dispersion is None else max(expected.dispersion, expected.spread or 0.0))
     measured = Estimate(round(expected.tokens_per_s, 2), *_interval(expected.tokens_per_s, sd), "tokens/s", basis, n,
                         note)
     prompt_phase = _phase(expected.metric) == "pp"

@@ -118,7 +118,7 @@ def sole_backend(cells, values, by_cell, protos, hw_level):
     per = [max(v.tps for v in values[c].values()) for c in cells if metric_of(c) == metric and values.get(c)]
     noise = median([v.noise for c in cells for v in values.get(c, {}).values()])
     ev = {"n": len(rows), "metric": metric, "median_tps": _f(median(per)), "spread": round(noise, 4),
-          **_provenance(rows),
+          **_dispersion(per), **_provenance(rows),
           "note": f"only {backend} was measured here (the platform's native backend): no comparison is "
                   f"claimed; the rule carries the measured speed, median over {len(per)} {metric} tests"}
     return backend, ev
@@ -192,6 +192,12 @@ def choose_param(cells, values, backend, param, kept_by_cell):
     return value, margin, nz, ev
 
 
+def _dispersion(values) -> dict:
+    """How much the per-test values behind a median differ (MAD / median): the width of an expectation drawn
+    from it, which run-to-run noise is not. Absent with fewer than 2 values."""
+    return {"dispersion": round(spread(values), 4)} if len(values) >= 2 else {}
+
+
 def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | None:
     """Evidence of a decision, from the tests both candidates ran: the medians are over those tests of
     the per-test values the decision compared (best configuration, recency-weighted); spread is the
@@ -205,7 +211,7 @@ def _evidence(rows, key, win, run, shared, margin, noise, per_cell) -> dict | No
     w = [per_cell[c][win] for c in cells]
     u = [per_cell[c][run] for c in cells]
     ev = {"n": len(wins), "metric": metric, "median_tps": _f(median(w)) if w else None,
-          "spread": round(noise, 4),
+          "spread": round(noise, 4), **_dispersion(w),
           "runner_up": {"value": run, "median_tps": _f(median(u)) if u else None, "n": len(runs)},
           **_provenance(wins + runs),
           "note": f"{win} ahead of {run} by {margin:.1%} (geometric mean over {shared} tests both ran; "

@@ -35,6 +35,7 @@ class _Evidence(BaseModel):
     metric: str | None = None
     median_tps: Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)] | None = None
     spread: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    dispersion: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     runner_up: _RunnerUp | None = None
     sources: list[str] = []
     builds: str | None = None
@@ -160,7 +161,7 @@ def _evidence(ev: _Evidence | str | None) -> ir.Evidence | None:
         return ir.Evidence(none=True)
     assert isinstance(ev, _Evidence)
     runner = ev.runner_up.model_dump(exclude_none=True) if ev.runner_up else None
-    return ir.Evidence(n=ev.n, metric=ev.metric, median_tps=ev.median_tps, spread=ev.spread,
+    return ir.Evidence(n=ev.n, metric=ev.metric, median_tps=ev.median_tps, spread=ev.spread, dispersion=ev.dispersion,
                        runner_up=MappingProxyType(runner) if runner else None, sources=tuple(ev.sources),
                        builds=ev.builds, dates=ev.dates, note=ev.note, kind=ev.kind,
                        basis=MappingProxyType(ev.basis) if ev.basis else None)

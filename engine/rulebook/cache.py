@@ -29,7 +29,7 @@ from typing import Any
 from engine import ir
 from engine._version import __version__
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 16  # entries kept; older ones are removed when a new one is written
 # the modules that decide what a rulebook file compiles to: their bytes are part of every key
 _CODE = ("_version.py", "ir.py", "_attributes.py", "params.py", "rulebook/_schema.py", "rulebook/_yaml.py",
@@ -93,7 +93,7 @@ def _evidence(ev: ir.Evidence | None) -> dict[str, Any] | None:
     if ev is None:
         return None
     return {"none": ev.none, "n": ev.n, "metric": ev.metric, "median_tps": ev.median_tps, "spread": ev.spread,
-            "runner_up": dict(ev.runner_up) if ev.runner_up is not None else None, "sources": list(ev.sources),
+            "dispersion": ev.dispersion, "runner_up": dict(ev.runner_up) if ev.runner_up is not None else None, "sources": list(ev.sources),
             "builds": ev.builds, "dates": ev.dates, "note": ev.note, "kind": ev.kind,
             "basis": dict(ev.basis) if ev.basis is not None else None}
 
@@ -136,7 +136,7 @@ def _decode_evidence(d: Any) -> ir.Evidence | None:
         raise ValueError("bad runner_up")
     return ir.Evidence(none=bool(d["none"]), n=_opt(d["n"], (int,)), metric=_opt(d["metric"], (str,)),
                        median_tps=_opt(d["median_tps"], (int, float)), spread=_opt(d["spread"], (int, float)),
-                       runner_up=MappingProxyType(runner) if runner is not None else None,
+                       dispersion=_opt(d["dispersion"], (int, float)), runner_up=MappingProxyType(runner) if runner is not None else None,
                        sources=tuple(_str(s) for s in d["sources"]), builds=_opt(d["builds"], (str,)),
                        dates=_opt(d["dates"], (str,)), note=_opt(d["note"], (str,)), kind=_str(d["kind"]),
                        basis=MappingProxyType(d["basis"]) if isinstance(d["basis"], dict) else None)

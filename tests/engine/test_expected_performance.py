@@ -70,3 +70,32 @@ def test_the_shipped_ratio_table_is_what_the_project_data_calibrates():
     rows, protos, _ = read_rows([str(ROOT / "data" / "community-bench")])
     fresh = json.loads(json.dumps(ratios.calibrate(observations(rows, protos))))
     assert fresh == dict(ratios.shipped()), "re-run python -m engine.curate.ratio_table > engine/data/perf_ratios.json"
+
+
+def _expected(dispersion, spread):
+    from engine.recommend import Expected
+
+    return Expected(50.0, "tg128", 34, spread, None, (), "r", "x.yaml:1", None, "model class", dispersion)
+
+
+def test_the_interval_is_as_wide_as_the_tests_behind_the_median_differ_not_their_run_to_run_noise():
+    """A class median over 34 tests whose runs repeat within 0.4 % but whose models differ by 15 %: the
+    expectation for one model of the class spans the 15 %, else monitor flags every slower model of it."""
+    ctx = {"vendor": "amd", "family": "rdna3.5", "precision": "quantized"}
+    wide = expect.performance(_expected(0.15, 0.004), "vulkan", ctx, "chat").generation_tps
+    assert (wide.low, wide.high) == (pytest.approx(50 / 1.15, abs=0.01), pytest.approx(50 * 1.15, abs=0.01))
+    noisy = expect.performance(_expected(0.01, 0.08), "vulkan", ctx, "chat").generation_tps
+    assert noisy.high == pytest.approx(50 * 1.08, abs=0.01)  # noise is the floor
+    unknown = expect.performance(_expected(None, 0.004), "vulkan", ctx, "chat").generation_tps
+    assert (unknown.low, unknown.high) == (pytest.approx(33.33, abs=0.01), pytest.approx(75.0))  # +-50 %
+
+
+def test_every_curated_speed_rule_carries_the_dispersion_of_its_tests():
+    from engine.rulebook import load_rulebook
+
+    curated = [r for r in load_rulebook().rules if r.source.startswith("rulebook/generated/") and r.evidence
+               and r.evidence.median_tps is not None and (r.evidence.n or 0) >= 3]
+    assert curated
+    with_dispersion = [r for r in curated if r.evidence.dispersion is not None]
+    assert len(with_dispersion) >= 0.4 * len(curated)  # the rest rest on one test: the interval is +-50 %
+    assert all(0 <= r.evidence.dispersion < 5 for r in with_dispersion)
