@@ -60,7 +60,7 @@ def config_params(m: Measurement) -> dict[str, Any] | None:
         raw = _FA.get(values[0].lower(), values[0]) if spec.name == "flash_attn" else values[0]
         try:
             out[spec.name] = spec.validate(int(raw) if spec.is_int and re.fullmatch(r"\d+", raw) else raw)
-        except Exception:  # noqa: BLE001 - a value the vocabulary refuses: not comparable
+        except ValueError:  # a value the vocabulary refuses (PydanticCustomError): not comparable
             return None
     return out
 

@@ -28,7 +28,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--system-info", metavar="FILE", help="the hardware the files were measured on (default: this "
                                                         "machine)")
     p.add_argument("--scenario", default=None, metavar="NAME", help=SCENARIO_HELP)
-    p.add_argument("--no-autotune", action="store_true", help=argparse.SUPPRESS)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -79,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if save:
         out.write(f"saved {len(accepted)} rule(s) to {path} (layer local; `engine forget` removes them)\n")
     elif accepted:
-        out.write("nothing saved: " + ("--dry-run" if args.dry_run else "no terminal to ask; pass --yes to save")
-                  + "\n" if not interactive or args.dry_run else "nothing saved\n")
+        why = ("--dry-run" if args.dry_run else "not confirmed" if interactive
+               else "no terminal to ask; pass --yes to save")
+        out.write(f"nothing saved: {why}\n")
     return 0
 
 
