@@ -170,3 +170,19 @@ def test_curate_refuses_impossible_gpu_counts_and_memory_and_unreadable_csv_rows
     assert "1,000,000,000 GPUs in one machine is beyond physical sense" in got[f"{path}:2"]
     assert "vram_gb: 1e+300 GB is beyond physical sense" in got[f"{path}:3"]
     assert "not readable as CSV" in got[f"{path}:5"]
+
+
+@pytest.mark.parametrize(("body", "needle", "where"), [
+    (b'{"model": "\\ud800"}', "lone surrogate", "$.model"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested more than 64 levels deep", "$"),
+    (b'{"model": "Qwen3-8B-GGUF", "x": 1e999}', "out of range", "$.x"),
+    (b"\xff", "not UTF-8", "$"),
+])
+def test_engine_serve_answers_hostile_bodies_with_400_and_where(body, needle, where):
+    from engine.serve.app import Problem, parse_body
+
+    with pytest.raises(Problem) as err:
+        parse_body(body)
+    (record,) = err.value.records
+    assert err.value.status == 400 and record["code"] == "invalid_json"
+    assert needle in record["message"] and record["location"] == where, record
