@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine._attributes import CONTEXT_ATTRIBUTES
+from engine._attributes import ContextError, validate_context
 from engine.errors import FactValueError
 from facts.archetype import ISA_ORDER
 from facts.memory import GIB
@@ -122,14 +122,12 @@ def build_context(hw: HardwareFacts, archetype: Archetype, model: ModelFacts, *,
 
 
 def _check_facts(ctx: Mapping[str, Any]) -> None:
-    """Every fact a value both evaluators compare exactly (strings within the limit and valid Unicode, finite
-    numbers within +-2**53), else a FactValueError naming it: an input gave an impossible value."""
-    for key, value in ctx.items():
-        attr = CONTEXT_ATTRIBUTES.get(key)
-        if attr is None:
-            continue
-        items = tuple(value) if isinstance(value, frozenset) and attr.kind == "set" else (value,)
-        for item in items:
-            if not attr.accepts(item):
-                raise FactValueError(f"an impossible fact: {attr.check_value(item)}: fix the input it came from (a "
-                                     "model-facts JSON, a GGUF header, a system-info document or a device report)")
+    """The evaluators' own context check, on facts: a value they cannot compare exactly (a string over the limit
+    or not valid Unicode, a number past +-2**53) came from an input, so it is the user's FactValueError (exit 2),
+    not the ContextError a bug in building the context would be."""
+    try:
+        validate_context(ctx)
+    except ContextError as err:
+        raise FactValueError(f"an impossible fact: {str(err).removeprefix('invalid context: ')}: fix the input it "
+                             "came from (a model-facts JSON, a GGUF header, a system-info document or a device "
+                             "report)") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -108,13 +109,16 @@ class JSONProblem(ValueError):
 
     def __init__(self, where: str, message: str, line: int | None = None, column: int | None = None) -> None:
         self.where, self.message, self.line, self.column = where, message, line, column
+        self.end: int | None = None  # parse_json_at: where the refused value ends (reading can go on there)
         super().__init__(f"{where}: {message}")
+
+    def location(self, label: str) -> str:
+        """`label:LINE:COL` for invalid JSON, else `label: $.path`."""
+        return f"{label}:{self.line}:{self.column}" if self.line is not None else f"{label}: {self.where}"
 
     def at(self, label: str) -> str:
         """`label:LINE:COL: message`, or `label: $.path: message`."""
-        if self.line is not None:
-            return f"{label}:{self.line}:{self.column}: {self.message}"
-        return f"{label}: {self.where}: {self.message}"
+        return f"{self.location(label)}: {self.message}"
 
 
 class _Bad:
@@ -148,26 +152,42 @@ def _show(text: str) -> str:
     return text if len(text) <= 24 else f"{text[:12]}…({len(text):,} characters)"
 
 
-DECODER = json.JSONDecoder(parse_int=_number, parse_float=_float, parse_constant=_constant)
+_DECODER = json.JSONDecoder(parse_int=_number, parse_float=_float, parse_constant=_constant)
 
 
 def parse_json(text: str) -> Any:
     """JSON text as Python values, refusing with JSONProblem what no document of ours may hold: nesting deeper
     than MAX_DEPTH, integers beyond +-2**63, numbers that are not finite (1e999, NaN, Infinity) and lone
     surrogates (`"\\ud800"`) in keys or strings; invalid JSON with its line and column."""
+    data, _ = _decoded(lambda: (_DECODER.decode(text), len(text)))
+    return data
+
+
+def parse_json_at(text: str, pos: int) -> tuple[Any, int]:
+    """parse_json of the one value starting at `pos` (a stream of values, e.g. a JSON array read item by item):
+    (value, end). A JSONProblem with an `end` refuses a value that was read whole (go on from `end`); without
+    one the text cannot be read on from `pos`."""
+    return _decoded(lambda: _DECODER.raw_decode(text, pos))
+
+
+def _decoded(decode: Callable[[], tuple[Any, int]]) -> tuple[Any, int]:
     try:
-        data = DECODER.decode(text)
+        data, end = decode()
     except json.JSONDecodeError as err:
         raise JSONProblem(f"line {err.lineno} column {err.colno}", f"invalid JSON: {err.msg}", err.lineno,
                           err.colno) from None
     except RecursionError:
         raise JSONProblem("(document)", f"nested more than {MAX_DEPTH} levels deep") from None
-    check_json(data)
-    return data
+    try:
+        _check(data)
+    except JSONProblem as err:
+        err.end = end
+        raise
+    return data, end
 
 
-def check_json(data: Any) -> None:
-    """What parse_json refuses in a value DECODER made (JSONProblem naming its JSON path)."""
+def _check(data: Any) -> None:
+    """What parse_json refuses in a decoded value (JSONProblem naming its JSON path)."""
     stack: list[tuple[Any, list[Any]]] = [(data, [])]
     while stack:
         node, here = stack.pop()
@@ -195,11 +215,3 @@ def _check_string(text: str, here: list[Any], what: str) -> None:
         raise JSONProblem(_path(here[:-1]) + " (a key)" if what == "key" else _path(here),
                           f"the {what} holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character "
                           f"{err.start}: not valid Unicode") from None
-
-
-def load_json(text: str, label: str, kind: str) -> Any:
-    """parse_json, its JSONProblem raised as the FactsInputError a user sees (exit 2): `label` names the file."""
-    try:
-        return parse_json(text)
-    except JSONProblem as err:
-        raise FactsInputError(label, [f"{err.where}: {err.message}"], kind) from None

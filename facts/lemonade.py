@@ -73,7 +73,7 @@ def _load(doc: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]:
             data = parse_json(text)
         except JSONProblem as err:
             hint = ""
-            if err.message.startswith("invalid JSON") and re.search(
+            if err.line is not None and re.search(
                     r"Available devices:|ggml_(?:vulkan|cuda_init|metal_init)|^\s*\w+\d+: ", text, re.M):
                 hint = " (this looks like llama.cpp device output: pass it as --llama-devices)"
             raise FactsInputError(source, [f"{err.where}: {err.message}{hint}"], kind=KIND) from None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from facts import catalog
-from facts._llama_lines import MAX_LINE, DeviceLine, number, parse_device_line, split_joined
+from facts._llama_lines import DeviceLine, number, parse_device_line, split_joined
 from facts.archetype import apple_chip
 from facts.errors import FactsInputError
 from facts.merge import combine_gpu, dedupe_gpus
@@ -110,7 +110,7 @@ class _Reader:
     def feed(self, raw: str, n: int) -> None:
         if failed := _FAILED.search(raw.strip()):
             self.failures.append(f"line {n}: {failed.group(1)[:120]}")
-        for part in split_joined(raw) if len(raw) <= 2 * MAX_LINE else ():
+        for part in split_joined(raw):
             item = parse_device_line(part, self.context)
             if item is not None:
                 if why := _implausible(item):

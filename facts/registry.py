@@ -193,9 +193,7 @@ def model_facts_from_json(path: str | os.PathLike[str]) -> ModelFacts:
     except OSError as err:
         raise ModelFactsError(src, f"cannot read: {err.strerror or err}") from err
     except JSONProblem as err:
-        if err.line is not None:
-            raise ModelFactsError(f"{src}:{err.line}:{err.column}", err.message) from None
-        raise ModelFactsError(src, f"{err.where}: {err.message}") from None
+        raise ModelFactsError(err.location(src), err.message) from None
     if not isinstance(data, dict):
         raise ModelFactsError(src, "a model-facts file must hold one JSON object")
     allowed = _JSON_KEYS | set(ModelFacts.model_fields)

@@ -32,10 +32,11 @@ def _rulebook(settings: Any) -> dict[str, Any]:
 
     book = config.load_book(settings)
     roots = [str(r) for r in config.rulebook_roots(settings, refresh=False)]
-    user_rules = [{"id": r.id, "source": r.source, "sets": dict(r.set), "priority": r.priority}
-                  for r in book.rules if r.source.startswith(f"{config.USER_RULEBOOK}/")]
-    local_rules = [{"id": r.id, "source": r.source, "sets": dict(r.set), "priority": r.priority}
-                   for r in book.rules if r.source.startswith(f"{config.LOCAL_RULEBOOK}/")]
+    def rules_in(folder: str) -> list[dict[str, Any]]:
+        return [{"id": r.id, "source": r.source, "sets": dict(r.set), "priority": r.priority}
+                for r in book.rules if r.source.startswith(f"{folder}/")]
+
+    user_rules, local_rules = rules_in(config.USER_RULEBOOK), rules_in(config.LOCAL_RULEBOOK)
     return {"name": book.name, "digest": book.digest, "rules": len(book.rules), "files": len(book.files),
             "roots": roots, "bundled": str(bundled_root()), "user_rulebook_rules": len(user_rules),
             "user_rules": user_rules, "local_rules": local_rules, "origin": remote_status.origin(settings), "remote": remote_status.remote(settings)}
@@ -128,12 +129,9 @@ def render_text(p: dict[str, Any]) -> str:
              + (f"; {len(book['local_rules'])} learned rule(s) (engine forget removes them)"
                 if book["local_rules"] else ""),
              f"rulebook origin: {book['origin']}; remote: {book['remote']['state']}: {book['remote']['why']}"]
-    for rule in book["user_rules"]:
+    for kind, rule in [*(("user", r) for r in book["user_rules"]), *(("learned", r) for r in book["local_rules"])]:
         sets = ", ".join(f"{k}={v}" for k, v in rule["sets"].items())
-        lines.append(f"user rule: {rule['id']} ({rule['source']}) sets {sets}")
-    for rule in book["local_rules"]:
-        sets = ", ".join(f"{k}={v}" for k, v in rule["sets"].items())
-        lines.append(f"learned rule: {rule['id']} ({rule['source']}) sets {sets}")
+        lines.append(f"{kind} rule: {rule['id']} ({rule['source']}) sets {sets}")
     if st["overrides"]:
         lines.append("overrides (config.yaml): " + ", ".join(f"{k}={v}" for k, v in st["overrides"].items()))
     if lem.get("mode") == "api":

@@ -47,11 +47,12 @@ def hardware_info(hardware: str, *, arch_hint: str = "", mem_gb: float | None = 
                   unified: bool | None = None, gpu_count: int | None = None,
                   cpu_only: bool = False, cpu_name: str = "") -> HardwareInfo:
     """Classify a benchmark's hardware string (+ stated memory/arch/count) into an archetype."""
-    count_m = _COUNT.match(hardware)
-    count = (int(count_m.group(1)) if len(count_m.group(1)) < 20 else 1 << 64) if count_m else (gpu_count or 1)
+    digits = m.group(1) if (m := _COUNT.match(hardware)) else ""
+    if len(digits) > 18:  # not even worth converting
+        raise ValueError(f"gpu_count: a {len(digits):,}-digit GPU count is beyond physical sense (at most {MAX_GPUS})")
+    count = int(digits) if digits else (gpu_count or 1)
     if not 0 <= count <= MAX_GPUS:
-        raise ValueError(f"gpu_count: {count:,} GPUs in one machine is beyond physical sense (at most {MAX_GPUS})"
-                         if count < 1 << 64 else f"gpu_count: beyond physical sense (at most {MAX_GPUS})")
+        raise ValueError(f"gpu_count: {count:,} GPUs in one machine is beyond physical sense (at most {MAX_GPUS})")
     if mem_gb is not None and not 0 <= mem_gb <= MAX_MEM_GB:
         raise ValueError(f"vram_gb: {mem_gb:.4g} GB is beyond physical sense (at most {MAX_MEM_GB:,})")
     name = _COUNT.sub("", hardware)

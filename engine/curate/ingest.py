@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from engine.curate.normalise import backend_of, build_of, iso_date
 from engine.curate.records import IngestIssue
 from engine.curate.submission import read_lemonade_or_submission
 from engine.errors import UsageError
-from facts.documents import DECODER, JSONProblem, check_json, parse_json
+from facts.documents import JSONProblem, parse_json, parse_json_at
 
 __all__ = ["IngestError", "Item", "parse_test", "read_file", "read_paths", "sniff"]
 
@@ -198,17 +197,14 @@ def _bench_json(label: str, text: str) -> Iterator[Item]:
             return
         line = text.count("\n", 0, pos) + 1
         try:
-            obj, pos = DECODER.raw_decode(text, pos)
-            check_json(obj)
-        except json.JSONDecodeError as err:
-            yield IngestIssue(where=f"{label}:{text.count(chr(10), 0, err.pos) + 1}",
-                              message=f"invalid JSON: {err.msg}; the rest of the file is skipped")
-            return
-        except RecursionError:
-            yield IngestIssue(where=f"{label}:{line}", message="nested far too deep; the rest of the file is skipped")
-            return
+            obj, pos = parse_json_at(text, pos)
         except JSONProblem as err:
+            if err.end is None:  # unreadable from here on: invalid JSON, or nested past the parser
+                yield IngestIssue(where=f"{label}:{err.line or line}",
+                                  message=f"{err.message}; the rest of the file is skipped")
+                return
             yield IngestIssue(where=f"{label}:{line} $[{i}]", message=f"{err.where}: {err.message}")
+            pos = err.end
         else:
             yield _bench_obj(f"{label}:{line} $[{i}]", "llama-bench-json", obj, label)
         i += 1

@@ -84,8 +84,7 @@ def read_json_file(path: Path, what: str) -> Any:
     except UnicodeDecodeError as err:
         raise UsageError(f"{path}: {what} is not UTF-8 ({err.reason})") from None
     except JSONProblem as err:
-        where = f"{path}:{err.line}:{err.column}" if err.line else f"{path}: {err.where}"
-        raise UsageError(f"{where}: {what} is not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix or "
+        raise UsageError(f"{err.location(str(path))}: {what} is not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix or "
                          "remove it (lemond itself reads a malformed file as empty)") from None
 
 

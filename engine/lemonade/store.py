@@ -101,8 +101,7 @@ def parse_options(raw: bytes | None, path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 ({err.reason}); fix it or move it away") from None
     except JSONProblem as err:
-        where = f"{path}:{err.line}:{err.column}" if err.line else f"{path}: {err.where}"
-        raise UserError(f"{where}: not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix it or move it "
+        raise UserError(f"{err.location(str(path))}: not valid JSON ({err.message.removeprefix('invalid JSON: ')}); fix it or move it "
                         "away (lemond reads a malformed file as empty and replaces it at its next save)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}:1:1: expected a JSON object keyed by model id, got {type(data).__name__}")

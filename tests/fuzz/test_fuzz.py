@@ -186,3 +186,21 @@ def test_engine_serve_answers_hostile_bodies_with_400_and_where(body, needle, wh
     (record,) = err.value.records
     assert err.value.status == 400 and record["code"] == "invalid_json"
     assert needle in record["message"] and record["location"] == where, record
+
+
+def test_a_refused_item_of_a_llama_bench_json_array_is_one_issue_and_reading_goes_on(tmp_path):
+    """A value refused after it was read whole (a lone surrogate, a huge number) costs its item only; invalid
+    JSON ends the file. (Going on from the refused item once looped forever.)"""
+    from engine.commands.curate import read_rows
+
+    good = json.loads((FIX / "bench" / "llama-bench-rtx4080.json").read_text(encoding="utf-8"))
+    bad = dict(good[0], gpu_info="NVIDIA \udc80")
+    text = json.dumps([good[0], bad, dict(good[1], n_threads=10**30), good[1]])
+    path = tmp_path / "bench.json"
+    path.write_text(text, encoding="utf-8")
+    rows, _, issues = read_rows([str(path)])
+    assert len(rows) == 2 and [i.where.split(" ")[1] for i in issues] == ["$[1]", "$[2]"]
+    assert "lone surrogate" in issues[0].message and "out of range" in issues[1].message
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
+    rows, _, issues = read_rows([str(path)])
+    assert issues and "the rest of the file is skipped" in issues[-1].message
