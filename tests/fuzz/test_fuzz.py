@@ -204,3 +204,16 @@ def test_a_refused_item_of_a_llama_bench_json_array_is_one_issue_and_reading_goe
     path.write_text(text[: len(text) // 2], encoding="utf-8")
     rows, _, issues = read_rows([str(path)])
     assert issues and "the rest of the file is skipped" in issues[-1].message
+
+
+def test_a_device_line_with_thousands_of_digits_in_a_llama_bench_markdown_file_is_skipped(tmp_path):
+    """Fuzz seed curate:1348: curate's markdown reader parses the device lines above the table, and a device
+    index of 5,000 digits hit Python's int() limit there (ValueError, exit 3)."""
+    from engine.commands.curate import read_rows
+
+    text = (FIX / "bench" / "rx7900xt-vulkan.md").read_text(encoding="utf-8")
+    good, _, _ = read_rows([str(FIX / "bench" / "rx7900xt-vulkan.md")])
+    path = tmp_path / "bench.md"
+    path.write_text(text.replace("ggml_vulkan: 0 = ", "ggml_vulkan: " + "1" * 5000 + " = ", 1), encoding="utf-8")
+    rows, _, _ = read_rows([str(path)])
+    assert len(rows) == len(good) > 0
